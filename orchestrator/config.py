@@ -40,7 +40,8 @@ class SplitConfig:
 
 @dataclass
 class DataConfig:
-    name: Optional[str] = None          # a named dataset, e.g. "sms_spam" (downloaded, checked, cached)
+    name: Optional[str] = "sms_spam_sample"  # a named dataset: sms_spam_sample (ships with the project),
+                                             # sms_spam (the full UCI collection: downloaded, checked, cached)
     path: Optional[str] = None          # a local file; wins over `name`
     format: str = "auto"                # auto | uci | csv | tsv | jsonl
     text_column: str = "text"

@@ -54,6 +54,9 @@ NAMED_DATASETS = {
     ),
 }
 
+# Shipped inside the package (orchestrator/datasets/, see its README): usable with no network.
+PACKAGED_DATASETS = {"sms_spam_sample": ("sms_spam_sample.tsv", "uci")}
+
 
 # eq=False: the generated __eq__ would compare numpy arrays and raise; compare content_hash() instead.
 @dataclass(frozen=True, eq=False)
@@ -134,6 +137,9 @@ def resolve_source(cfg: DataConfig, path: str | None) -> tuple[str, str]:
     chosen = path or cfg.path
     if chosen:
         return os.path.expanduser(chosen), cfg.format
+    if cfg.name in PACKAGED_DATASETS:
+        file_name, fmt = PACKAGED_DATASETS[cfg.name]
+        return str(Path(__file__).resolve().parent / "datasets" / file_name), fmt
     if cfg.name:
         cache_dir = os.path.join(default_cache_dir(), "datasets")
         file = fetch_named_dataset(cfg.name, cache_dir)
@@ -426,7 +432,8 @@ def fetch_named_dataset(name: str, cache_dir: str, url: str | None = None) -> Pa
     """The checked local copy of a named dataset, downloaded into `cache_dir` on first use."""
     spec = NAMED_DATASETS.get(name)
     if spec is None:
-        raise UserError(f"unknown dataset name {name!r} (known: {', '.join(sorted(NAMED_DATASETS))})")
+        known = sorted([*NAMED_DATASETS, *PACKAGED_DATASETS])
+        raise UserError(f"unknown dataset name {name!r} (known: {', '.join(known)})")
     target = Path(cache_dir) / name / spec.member
     if target.is_file() and sha256_of(target.read_bytes()) == spec.sha256:
         return target

@@ -18,7 +18,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # 4 logical CPUs on 2 cores: a test can hold a pool of actors while a CLI run joins the same cluster
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, namespace="orchestrator-tests")
     yield ray
     ray.shutdown()
@@ -29,3 +30,29 @@ def sms_path():
     if not SMS_PATH.is_file():
         pytest.skip(f"the SMS Spam Collection is not at {SMS_PATH}")
     return SMS_PATH
+
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'") + [
+    "free", "call", "now", "win", "prize", "ok", "see", "you", "later", "the", "a", "to", "##s", "##ing", "##ed"]
+
+
+def make_tiny_bert(folder: Path, seed: int = 0, with_pooler: bool = True) -> Path:
+    """A random 2-layer BERT with a real WordPiece tokenizer, saved like a hub model (safetensors)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=128)
+    model = BertModel(config, add_pooling_layer=with_pooler).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

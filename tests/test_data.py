@@ -225,8 +225,14 @@ def test_limit_takes_first_rows_before_empty_check(tmp_path):
 
 def test_neither_path_nor_name():
     with pytest.raises(UserError, match="--data") as info:
-        load_dataset(DataConfig())
+        load_dataset(DataConfig(name=None))
     assert "data.name" in str(info.value)
+
+
+def test_the_default_is_the_packaged_sample_that_needs_no_network():
+    ds = load_dataset(DataConfig())
+    assert len(ds) == 1000 and ds.label_names == ["ham", "spam"] and int(ds.labels.sum()) == 152
+    assert ds.source.endswith("sms_spam_sample.tsv")
 
 
 def test_path_argument_overrides_config(tmp_path):

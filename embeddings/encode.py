@@ -1,0 +1,118 @@
+"""Texts -> one vector each, with as little compute spent on padding as possible.
+
+Texts are tokenized once, sorted by length, and cut into batches whose padded size
+(rows x longest row) stays under a token budget: short texts travel in large batches, long ones
+in small batches, and nearly every multiply-add lands on a real token. The batching depends only
+on the texts given, so the same shard always gives the same batches and the same numbers.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from orchestrator.errors import UserError
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    max_length: int = 128
+    pooling: str = "cls"          # cls | pooler | mean
+    dtype: str = "float32"        # compute dtype; vectors come back as float32
+    batch_tokens: int = 16384     # padded tokens per forward pass
+    device: str = "cpu"           # cpu | cuda | cuda:N
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]:
+    """Split row indices into length-sorted batches with rows * longest <= batch_tokens.
+
+    A single row longer than the budget still gets a batch of its own.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        # rows are ascending in length, so the row just added is the longest of the batch
+        if end - start > 1 and (end - start) * lengths[order[end - 1]] > batch_tokens:
+            batches.append(order[start:end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
+def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(len(t) for t in token_ids)
+    ids = np.full((len(token_ids), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(token_ids), longest), dtype=np.int64)
+    for row, tokens in enumerate(token_ids):
+        ids[row, :len(tokens)] = tokens
+        mask[row, :len(tokens)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def pool(last_hidden: torch.Tensor, mask: torch.Tensor, pooler_output: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    if pooling == "cls":
+        return last_hidden[:, 0]
+    if pooling == "pooler":
+        return pooler_output
+    if pooling == "mean":
+        weights = mask.unsqueeze(-1).to(last_hidden.dtype)
+        return (last_hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    raise ValueError(f"unknown pooling {pooling!r}")
+
+
+class Encoder:
+    """A frozen encoder on one device: load once, then `encode(texts)` as often as needed."""
+
+    def __init__(self, model_path: str, settings: EncodeSettings, threads: int | None = None):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        if threads:
+            torch.set_num_threads(threads)
+        self.settings = settings
+        self.device = torch.device(settings.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model, info = AutoModel.from_pretrained(model_path, output_loading_info=True,
+                                                     dtype=TORCH_DTYPES[settings.dtype])
+        if settings.pooling == "pooler":
+            if getattr(self.model, "pooler", None) is None or any("pooler" in k for k in info.get("missing_keys", [])):
+                raise UserError(f"model {model_path} has no trained pooler layer; use pooling 'cls' or 'mean'")
+        self.model.eval().to(self.device)
+        self.hidden_size = int(self.model.config.hidden_size)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.settings.max_length,
+                                 padding=False, return_attention_mask=False, return_token_type_ids=False)
+        return encoded["input_ids"]
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One float32 vector per text, in the order given."""
+        if not texts:
+            return np.zeros((0, self.hidden_size), dtype=np.float32)
+        token_ids = self.tokenize(texts)
+        on_gpu = self.device.type == "cuda"
+        out = torch.empty((len(texts), self.hidden_size), dtype=torch.float32, device=self.device)
+        for rows in plan_batches([len(t) for t in token_ids], self.settings.batch_tokens):
+            ids, mask = pad_batch([token_ids[r] for r in rows], self.pad_id)
+            if on_gpu:
+                ids, mask = ids.pin_memory().to(self.device, non_blocking=True), mask.pin_memory().to(self.device, non_blocking=True)
+            output = self.model(input_ids=ids, attention_mask=mask)
+            pooled = pool(output.last_hidden_state, mask, getattr(output, "pooler_output", None), self.settings.pooling)
+            out[torch.from_numpy(rows).to(self.device)] = pooled.float()
+        return out.cpu().numpy()
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
