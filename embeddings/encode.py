@@ -24,7 +24,7 @@ class EncodeSettings:
     max_length: int = 128
     pooling: str = "cls"          # cls | pooler | mean
     dtype: str = "float32"        # compute dtype; vectors come back as float32
-    batch_tokens: int = 16384     # padded tokens per forward pass
+    batch_tokens: int = 2048      # padded tokens per forward pass
     device: str = "cpu"           # cpu | cuda | cuda:N
 
 
@@ -88,6 +88,9 @@ class Encoder:
             if getattr(self.model, "pooler", None) is None or any("pooler" in k for k in info.get("missing_keys", [])):
                 raise UserError(f"model {model_path} has no trained pooler layer; use pooling 'cls' or 'mean'")
         self.model.eval().to(self.device)
+        if settings.pooling == "cls" and FirstTokenOutputLayer.fits(self.model):
+            layers = self.model.encoder.layer
+            layers[-1] = FirstTokenOutputLayer(layers[-1])
         self.hidden_size = int(self.model.config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
@@ -116,3 +119,44 @@ class Encoder:
 
 def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+class FirstTokenOutputLayer(torch.nn.Module):
+    """The last BERT layer, computed for the [CLS] position only.
+
+    Pooling 'cls' reads one position of the last layer, yet a full layer spends ~5/6 of its work
+    (query, output projection, feed-forward) on positions nobody reads. This computes keys and
+    values for every token and everything else for the first token: the same numbers, about 14 %
+    less work for a 6-layer encoder. It returns hidden states of length 1.
+    """
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    @staticmethod
+    def fits(model: torch.nn.Module) -> bool:
+        layers = getattr(getattr(model, "encoder", None), "layer", None)
+        if not layers:
+            return False
+        last = layers[-1]
+        attention = getattr(getattr(last, "attention", None), "self", None)
+        return (all(hasattr(attention, a) for a in ("query", "key", "value", "num_attention_heads", "attention_head_size"))
+                and hasattr(last.attention, "output") and hasattr(last, "feed_forward_chunk")
+                and not getattr(model.config, "is_decoder", False))
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
+        attention = self.layer.attention.self
+        batch, length, _ = hidden_states.shape
+        heads, head_size = attention.num_attention_heads, attention.attention_head_size
+        first = hidden_states[:, :1]
+        query = attention.query(first).view(batch, 1, heads, head_size).transpose(1, 2)
+        key = attention.key(hidden_states).view(batch, length, heads, head_size).transpose(1, 2)
+        value = attention.value(hidden_states).view(batch, length, heads, head_size).transpose(1, 2)
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = attention_mask[:, :, :1, :]
+        context = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, scale=getattr(attention, "scaling", None))
+        context = context.transpose(1, 2).reshape(batch, 1, heads * head_size)
+        attended = self.layer.attention.output(context, first)
+        return self.layer.feed_forward_chunk(attended)

@@ -62,7 +62,8 @@ class EmbeddingConfig:
     pooling: str = "cls"                # cls | pooler | mean
     dtype: str = "float32"              # compute dtype: float32 | float16 | bfloat16 (vectors are stored as float32)
     device: str = "auto"                # auto (GPU when present) | cpu | cuda
-    batch_tokens: int = 16384           # padded tokens per forward pass (length-sorted batches)
+    batch_tokens: Optional[int] = None  # padded tokens per forward pass; None: 2048 on CPU (larger batches
+                                        # fall out of cache there), 32768 on a GPU
     shard_rows: int = 512               # rows per shard: the unit of work, of resume and of checksums
     workers: Optional[int] = None       # Ray actors; None: one per GPU, else one per CPU core
     threads_per_worker: Optional[int] = None  # torch threads per CPU actor; None: cores / workers
@@ -190,10 +191,10 @@ def validate(config: Config) -> None:
     if config.data.limit is not None and config.data.limit < 1:
         raise UserError(f"config: data.limit must be at least 1, not {config.data.limit}")
     e = config.embedding
-    for name in ("max_length", "batch_tokens", "shard_rows"):
+    for name in ("max_length", "shard_rows"):
         if getattr(e, name) < 1:
             raise UserError(f"config: embedding.{name} must be at least 1, not {getattr(e, name)}")
-    if e.batch_tokens < e.max_length:
+    if e.batch_tokens is not None and e.batch_tokens < e.max_length:
         raise UserError(f"config: embedding.batch_tokens ({e.batch_tokens}) must be at least max_length ({e.max_length})")
     for name in ("workers", "threads_per_worker"):
         if getattr(e, name) is not None and getattr(e, name) < 1:

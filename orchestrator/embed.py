@@ -52,9 +52,13 @@ class EmbedReport:
                 f"{self.encode_seconds:.1f} s ({self.texts_per_s:.0f} texts/s, {self.workers} workers{resumed})")
 
 
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
+
+
 def encode_settings(cfg: EmbeddingConfig, device: str) -> EncodeSettings:
+    batch_tokens = cfg.batch_tokens or max(DEFAULT_BATCH_TOKENS[device], cfg.max_length)
     return EncodeSettings(max_length=cfg.max_length, pooling=cfg.pooling, dtype=cfg.dtype,
-                          batch_tokens=cfg.batch_tokens, device=device)
+                          batch_tokens=batch_tokens, device=device)
 
 
 def dataset_cache_key(model: ResolvedModel, cfg: EmbeddingConfig, dataset: Dataset) -> str:

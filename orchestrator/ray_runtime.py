@@ -17,6 +17,9 @@ def connect(address: Optional[str] = None):
     if address:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     else:
+        # Ray starts workers at niceness 15: on a machine doing anything else, the actors that do
+        # all the work would starve behind it. Our own local cluster runs them at normal priority.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
     return ray

@@ -116,3 +116,17 @@ def test_cache_key_changes_with_every_input():
                ("pooling", "mean"), ("dtype", "bfloat16"), ("dataset_hash", "e")]
     keys = {cache_key(**dict(base, **{field: value})) for field, value in changes}
     assert len(keys) == len(changes) and key not in keys
+
+
+def test_cls_pooling_computes_the_last_layer_for_the_first_token_only(tiny_bert):
+    from embeddings.encode import FirstTokenOutputLayer
+
+    cls = Encoder(str(tiny_bert), EncodeSettings(max_length=16, pooling="cls", batch_tokens=64))
+    assert isinstance(cls.model.encoder.layer[-1], FirstTokenOutputLayer)
+    mean = Encoder(str(tiny_bert), EncodeSettings(max_length=16, pooling="mean"))
+    assert not isinstance(mean.model.encoder.layer[-1], FirstTokenOutputLayer)
+    # the full model's [CLS] output, padded batch and all, is what the shortcut must give
+    ids, mask = [torch.tensor(x) for x in (cls.tokenize(TEXTS[:1]), [[1] * len(cls.tokenize(TEXTS[:1])[0])])]
+    with torch.inference_mode():
+        full = mean.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    np.testing.assert_allclose(cls.encode(TEXTS[:1]), full.numpy(), atol=2e-5)
