@@ -1,0 +1,292 @@
+"""The dressed variational circuit: its qiskit template, its observables, a transpile cache,
+and an exact differentiable (torch) simulation of the same circuit used as a reference.
+
+Default template (Mari et al., Quantum 4, 340, 2020), for n qubits and `depth` layers:
+
+    H and RY(x_i) on every qubit                       (encoding, inputs x_0..x_{n-1})
+    depth times: CNOT on even pairs (0,1),(2,3),...
+                 CNOT on odd pairs  (1,2),(3,4),...
+                 RY(theta) on every qubit              (weights theta_0..theta_{n*depth-1})
+    read out <Z_i> on every qubit
+
+Every parameter sits in exactly one rotation gate whose generator is a Pauli/2, which is what
+the two-term parameter-shift rule in `shift_rule.py` needs. The other encodings and entanglers
+offered here keep that property.
+
+Parameter order used everywhere in the project (the columns of a parameter table and of a
+Jacobian): inputs first, then weights, i.e. `CircuitTemplate.parameters`.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Hashable
+
+import numpy as np
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import Target
+
+ENCODINGS = ("hadamard-ry", "ry", "rx")
+ENTANGLERS = ("cnot-ladder", "cnot-ring", "cz-ladder")
+
+
+@dataclass(frozen=True)
+class QuantumSpec:
+    """What circuit to build. Frozen and hashable: it is part of the transpile cache key."""
+
+    n_qubits: int = 4
+    depth: int = 6
+    encoding: str = "hadamard-ry"    # hadamard-ry (default, Mari et al.) | ry | rx
+    entangler: str = "cnot-ladder"   # cnot-ladder (default) | cnot-ring | cz-ladder
+
+    def __post_init__(self) -> None:
+        if self.n_qubits < 1:
+            raise ValueError(f"n_qubits must be at least 1, not {self.n_qubits}")
+        if self.depth < 0:
+            raise ValueError(f"depth must be at least 0, not {self.depth}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, not {self.encoding!r}")
+        if self.entangler not in ENTANGLERS:
+            raise ValueError(f"entangler must be one of {', '.join(ENTANGLERS)}, not {self.entangler!r}")
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_qubits
+
+    @property
+    def n_weights(self) -> int:
+        return self.n_qubits * self.depth
+
+    @property
+    def n_parameters(self) -> int:
+        return self.n_inputs + self.n_weights
+
+    @property
+    def n_observables(self) -> int:
+        return self.n_qubits
+
+
+def entangling_pairs(spec: QuantumSpec) -> list[tuple[int, int]]:
+    """(control, target) pairs of one entangling block, in the order they are applied."""
+    n = spec.n_qubits
+    pairs = [(q, q + 1) for q in range(0, n - 1, 2)] + [(q, q + 1) for q in range(1, n - 1, 2)]
+    if spec.entangler == "cnot-ring" and n > 2:
+        pairs.append((n - 1, 0))
+    return pairs
+
+
+@dataclass(frozen=True, eq=False)
+class CircuitTemplate:
+    """A parametrised circuit plus the observables read from it.
+
+    `eq=False`: templates compare by identity; the cache identity is `key`.
+    """
+
+    spec: QuantumSpec
+    circuit: QuantumCircuit
+    input_parameters: tuple[Parameter, ...]
+    weight_parameters: tuple[Parameter, ...]
+    observables: tuple[SparsePauliOp, ...]
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        """Column order of parameter tables and Jacobians: inputs, then weights."""
+        return self.input_parameters + self.weight_parameters
+
+    @property
+    def key(self) -> Hashable:
+        return ("dressed", self.spec)
+
+
+def z_observables(n_qubits: int) -> tuple[SparsePauliOp, ...]:
+    """Z_i on every qubit i (qiskit labels are little-endian: qubit 0 is the last letter)."""
+    return tuple(SparsePauliOp("I" * (n_qubits - 1 - q) + "Z" + "I" * q) for q in range(n_qubits))
+
+
+@functools.lru_cache(maxsize=None)
+def build_dressed_circuit(spec: QuantumSpec = QuantumSpec()) -> CircuitTemplate:
+    """The dressed-circuit template for `spec`; the same spec returns the same object."""
+    n = spec.n_qubits
+    inputs = ParameterVector("x", n)
+    weights = ParameterVector("theta", spec.n_weights)
+    circuit = QuantumCircuit(n, name=f"dressed_q{n}_d{spec.depth}")
+    for q in range(n):
+        if spec.encoding == "hadamard-ry":
+            circuit.h(q)
+        if spec.encoding == "rx":
+            circuit.rx(inputs[q], q)
+        else:
+            circuit.ry(inputs[q], q)
+    pairs = entangling_pairs(spec)
+    for layer in range(spec.depth):
+        for control, target in pairs:
+            if spec.entangler == "cz-ladder":
+                circuit.cz(control, target)
+            else:
+                circuit.cx(control, target)
+        for q in range(n):
+            circuit.ry(weights[layer * n + q], q)
+    return CircuitTemplate(spec=spec, circuit=circuit, input_parameters=tuple(inputs),
+                           weight_parameters=tuple(weights), observables=z_observables(n))
+
+
+# --- transpile cache ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class TranspiledTemplate:
+    """A template transpiled for one backend, with everything needed to submit it there.
+
+    `columns[j]` is the template column (see `CircuitTemplate.parameters`) that feeds
+    `circuit.parameters[j]`, so `table[:, columns]` reorders a template-ordered parameter table
+    into the order qiskit primitives and Aer expect (the circuit's own, sorted by name).
+    """
+
+    template: CircuitTemplate
+    circuit: QuantumCircuit
+    observables: tuple[SparsePauliOp, ...]   # mapped onto the physical qubits of `circuit`
+    physical_qubits: tuple[int, ...]         # physical qubit of logical qubit 0, 1, ...
+    columns: np.ndarray
+
+
+@dataclass
+class TranspileCache:
+    """Transpiles a template once per (template, backend name, optimisation level).
+
+    `transpilations` counts real transpiler runs, so a test can prove that a second training
+    step reuses the first step's circuit.
+    """
+
+    transpilations: int = 0
+    _entries: dict = field(default_factory=dict, repr=False)
+
+    def get(self, template: CircuitTemplate, backend_name: str, target: Any,
+            optimization_level: int = 1) -> TranspiledTemplate:
+        key = (template.key, backend_name, optimization_level)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = transpile_template(template, target, optimization_level)
+            self._entries[key] = entry
+            self.transpilations += 1
+        return entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+DEFAULT_TRANSPILE_CACHE = TranspileCache()
+
+
+def transpile_template(template: CircuitTemplate, target: Any,
+                       optimization_level: int = 1) -> TranspiledTemplate:
+    """Transpile for `target` (a qiskit BackendV2 or Target; None: keep the circuit as is)."""
+    if target is None:
+        circuit = template.circuit
+    else:
+        # a fixed transpiler seed: the same template always lands on the same physical qubits
+        where = {"target": target} if isinstance(target, Target) else {"backend": target}
+        circuit = transpile(template.circuit, **where, optimization_level=optimization_level,
+                            seed_transpiler=1234)
+    layout = circuit.layout
+    if layout is None:
+        physical = tuple(range(template.spec.n_qubits))
+        observables = template.observables
+    else:
+        physical = tuple(layout.final_index_layout())
+        observables = tuple(o.apply_layout(layout) for o in template.observables)
+    position = {p: i for i, p in enumerate(template.parameters)}
+    unknown = [p.name for p in circuit.parameters if p not in position]
+    if unknown:
+        raise ValueError(f"transpiled circuit has parameters the template lacks: {unknown}")
+    columns = np.array([position[p] for p in circuit.parameters], dtype=np.intp)
+    return TranspiledTemplate(template=template, circuit=circuit, observables=observables,
+                              physical_qubits=physical, columns=columns)
+
+
+# --- exact reference simulation (torch, differentiable) ----------------------------------------
+
+def simulate_expectations(spec: QuantumSpec, inputs, weights):
+    """Exact <Z_i> of the template for a batch, as a differentiable torch computation.
+
+    inputs: (batch, n_qubits); weights: (n_weights,) shared by the batch, or (batch, n_weights)
+    per row -> (batch, n_qubits), float64 torch tensors (numpy arrays are accepted). A plain
+    statevector of shape (batch, 2, ..., 2), one axis per qubit: the reference that Aer results,
+    the parameter-shift Jacobian and HybridHead's gradients are tested against.
+    """
+    import torch
+
+    inputs = torch.as_tensor(inputs, dtype=torch.float64)
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    if inputs.ndim != 2 or inputs.shape[1] != spec.n_qubits:
+        raise ValueError(f"inputs must have shape (batch, {spec.n_qubits}), not {tuple(inputs.shape)}")
+    if weights.shape not in ((spec.n_weights,), (inputs.shape[0], spec.n_weights)):
+        raise ValueError(f"weights must have shape ({spec.n_weights},) or (batch, {spec.n_weights}), "
+                         f"not {tuple(weights.shape)}")
+    n, batch = spec.n_qubits, inputs.shape[0]
+    state = torch.zeros((batch,) + (2,) * n, dtype=torch.complex128)
+    state[(slice(None),) + (0,) * n] = 1.0
+
+    def axis(q: int) -> int:
+        return 1 + q
+
+    def single(state, q, u00, u01, u10, u11):
+        a0, a1 = state.select(axis(q), 0), state.select(axis(q), 1)
+        return torch.stack([u00 * a0 + u01 * a1, u10 * a0 + u11 * a1], dim=axis(q))
+
+    def per_sample(v):  # (batch,) -> broadcastable against a state with one qubit axis removed
+        return v.reshape((-1,) + (1,) * (n - 1)).to(torch.complex128)
+
+    def ry(state, q, angle):
+        c, s = torch.cos(angle / 2), torch.sin(angle / 2)
+        if angle.ndim:
+            c, s = per_sample(c), per_sample(s)
+        return single(state, q, c, -s, s, c)
+
+    def rx(state, q, angle):
+        c, s = per_sample(torch.cos(angle / 2)), per_sample(torch.sin(angle / 2))
+        return single(state, q, c, -1j * s, -1j * s, c)
+
+    def hadamard(state, q):
+        h = 2 ** -0.5
+        return single(state, q, h, h, h, -h)
+
+    def controlled(state, control, target, phase_only):
+        off = state.select(axis(control), 0)
+        on = state.select(axis(control), 1)
+        t = axis(target) - (1 if target > control else 0)  # the control axis is gone in `on`
+        if phase_only:
+            on = torch.stack([on.select(t, 0), -on.select(t, 1)], dim=t)
+        else:
+            on = on.flip(t)
+        return torch.stack([off, on], dim=axis(control))
+
+    for q in range(n):
+        if spec.encoding == "hadamard-ry":
+            state = hadamard(state, q)
+        state = rx(state, q, inputs[:, q]) if spec.encoding == "rx" else ry(state, q, inputs[:, q])
+    pairs = entangling_pairs(spec)
+    for layer in range(spec.depth):
+        for control, target in pairs:
+            state = controlled(state, control, target, phase_only=spec.entangler == "cz-ladder")
+        for q in range(n):
+            state = ry(state, q, weights[..., layer * n + q])
+    probabilities = (state.real ** 2 + state.imag ** 2).reshape(batch, -1)  # index bit (n-1-q) <-> qubit q
+    bits = torch.arange(2 ** n)
+    signs = torch.stack([1.0 - 2.0 * ((bits >> (n - 1 - q)) & 1).to(torch.float64) for q in range(n)], dim=1)
+    return probabilities @ signs
+
+
+def simulate_expectations_numpy(spec: QuantumSpec, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`simulate_expectations` as float64 numpy in, numpy out."""
+    import torch
+
+    with torch.no_grad():
+        return simulate_expectations(spec, np.asarray(inputs, np.float64),
+                                     np.asarray(weights, np.float64)).numpy()
+
+
+def simulate_table(spec: QuantumSpec, parameter_table: np.ndarray) -> np.ndarray:
+    """Exact (rows, n_qubits) values of a template-ordered parameter table (inputs, weights)."""
+    table = np.asarray(parameter_table, np.float64)
+    return simulate_expectations_numpy(spec, table[:, :spec.n_inputs], table[:, spec.n_inputs:])

@@ -1,0 +1,106 @@
+"""The hybrid head: Linear(F -> Q), tanh * pi/2, the quantum layer, Linear(Q -> C).
+
+`QuantumLayer` is a torch.autograd.Function. Its forward sends ONE request to the scheduler:
+in training (grad enabled and something to differentiate) it asks for values and the full
+parameter-shift Jacobian, and keeps the Jacobian; otherwise it asks for values only, which
+submits the unshifted rows alone. Its backward is a local vector-Jacobian product with that
+Jacobian, so a training step costs one request (one job unless a job-size limit splits it).
+The quantum part runs in float64; its output is cast back to the input's dtype.
+
+Threads: the classical layers are tiny, so torch gains nothing from several intra-op threads,
+while their spinning OpenMP workers take cores from the simulator. On the 2-core reference
+machine a W1 step took 78 ms with torch.set_num_threads(1) and 160 ms with 2; a training loop
+on a local simulator should run with one torch thread.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from orchestrator import shift_rule
+from orchestrator.circuits import QuantumSpec, build_dressed_circuit
+from orchestrator.scheduler import Backend, ParameterShiftScheduler
+
+if TYPE_CHECKING:
+    from orchestrator.backends.aer import AerOptions
+
+
+class QuantumLayer(torch.autograd.Function):
+    """<Z_i> of the circuit for angles (batch, Q) and weights (n_weights,) -> (batch, Q)."""
+
+    @staticmethod
+    def forward(ctx, angles: torch.Tensor, weights: torch.Tensor,
+                scheduler: ParameterShiftScheduler, need_jacobian: bool) -> torch.Tensor:
+        inputs = angles.detach().cpu().numpy().astype(np.float64, copy=False)
+        theta = weights.detach().cpu().numpy().astype(np.float64, copy=False)
+        if need_jacobian:
+            result = scheduler.values_and_jacobian(inputs, theta)
+            values = result.values
+            ctx.jacobian = result.jacobian
+        else:
+            values = scheduler.values(inputs, theta)
+            ctx.jacobian = None
+        ctx.n_inputs = angles.shape[1]
+        ctx.device, ctx.angle_dtype, ctx.weight_dtype = angles.device, angles.dtype, weights.dtype
+        return torch.from_numpy(values).to(device=angles.device, dtype=angles.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_values: torch.Tensor):
+        if ctx.jacobian is None:
+            raise RuntimeError("QuantumLayer ran without a Jacobian (evaluation mode); "
+                               "call it with gradients enabled to train")
+        grad_inputs, grad_weights = shift_rule.vector_jacobian_product(
+            grad_values.detach().cpu().numpy().astype(np.float64), ctx.jacobian, ctx.n_inputs)
+        return (torch.from_numpy(grad_inputs).to(device=ctx.device, dtype=ctx.angle_dtype),
+                torch.from_numpy(grad_weights).to(device=ctx.device, dtype=ctx.weight_dtype),
+                None, None)
+
+
+def quantum_layer(angles: torch.Tensor, weights: torch.Tensor,
+                  scheduler: ParameterShiftScheduler) -> torch.Tensor:
+    """Apply QuantumLayer, asking for the Jacobian only when autograd will need it."""
+    need_jacobian = torch.is_grad_enabled() and (angles.requires_grad or weights.requires_grad)
+    return QuantumLayer.apply(angles, weights, scheduler, need_jacobian)
+
+
+class HybridHead(nn.Module):
+    """Linear(F -> Q) -> tanh * pi/2 -> QuantumLayer -> Linear(Q -> C)."""
+
+    def __init__(self, n_features: int, n_classes: int, scheduler: ParameterShiftScheduler,
+                 weight_init_std: float = 0.01) -> None:
+        super().__init__()
+        spec = scheduler.template.spec
+        self.scheduler = scheduler
+        self.pre = nn.Linear(n_features, spec.n_qubits)
+        self.quantum_weights = nn.Parameter(weight_init_std * torch.randn(spec.n_weights, dtype=torch.float64))
+        self.post = nn.Linear(spec.n_observables, n_classes)
+
+    @property
+    def spec(self) -> QuantumSpec:
+        return self.scheduler.template.spec
+
+    def angles(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.pre(features)) * (math.pi / 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        angles = self.angles(features)
+        expectations = quantum_layer(angles.double(), self.quantum_weights, self.scheduler)
+        return self.post(expectations.to(features.dtype))
+
+
+def build_hybrid_head(n_features: int, n_classes: int, spec: QuantumSpec = QuantumSpec(),
+                      aer_options: Optional["AerOptions"] = None, backend: Optional[Backend] = None,
+                      optimization_level: int = 1, weight_init_std: float = 0.01) -> HybridHead:
+    """A HybridHead on a fresh scheduler: on `backend` if given, else on Aer with `aer_options`
+    (default: exact)."""
+    if backend is None:
+        from orchestrator.backends.aer import AerBackend, AerOptions
+
+        backend = AerBackend(aer_options or AerOptions())
+    scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), backend,
+                                        optimization_level=optimization_level)
+    return HybridHead(n_features, n_classes, scheduler, weight_init_std)
