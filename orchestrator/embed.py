@@ -33,7 +33,8 @@ class EmbedReport:
     encoded_rows: int = 0            # rows computed by this call
     resumed_rows: int = 0            # rows found in shards of an interrupted run
     seconds: float = 0.0             # wall time of this call
-    encode_seconds: float = 0.0      # wall time spent running shards
+    encode_seconds: float = 0.0      # wall time spent running shards, after the workers were ready
+    startup_seconds: float = 0.0     # starting Ray and loading the encoder into the workers
     workers: int = 0
     rows_per_host: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
@@ -48,8 +49,9 @@ class EmbedReport:
         if self.hit:
             return f"cache hit: {c.path}  rows {rows}  dims {dims}  (nothing encoded, {self.seconds:.1f} s)"
         resumed = f", {self.resumed_rows} resumed from shards" if self.resumed_rows else ""
+        startup = f", after {self.startup_seconds:.1f} s starting workers" if self.startup_seconds else ""
         return (f"cache: {c.path}  rows {rows}  dims {dims}  encoded {self.encoded_rows} texts in "
-                f"{self.encode_seconds:.1f} s ({self.texts_per_s:.0f} texts/s, {self.workers} workers{resumed})")
+                f"{self.encode_seconds:.1f} s ({self.texts_per_s:.0f} texts/s on {self.workers} workers{startup}{resumed})")
 
 
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
@@ -97,12 +99,13 @@ def embed_dataset(dataset: Dataset, cfg: EmbeddingConfig, ray_address: str | Non
     if resumed_rows:
         log(f"resuming: {len(done)} of {plan.count} shards ({resumed_rows} rows) already embedded", file=sys.stderr)
 
-    encode_started = time.perf_counter()
     own_pool = pool is None and bool(todo)
     rows_per_host: dict = {}
+    encode_started = time.perf_counter()
     try:
         if own_pool:
             pool = EmbeddingPool(model, cfg, ray_address=ray_address, max_workers=len(todo), log=log)
+            encode_started = time.perf_counter()
         if todo and not own_pool and pool.model_key != (model.weights_sha256, encode_settings(cfg, pool.plan.device)):
             raise ValueError("the embedding pool was started for another model or other settings")
         if todo:
@@ -122,6 +125,7 @@ def embed_dataset(dataset: Dataset, cfg: EmbeddingConfig, ray_address: str | Non
     return EmbedReport(cache=cache, key=key, hit=False, encoded_rows=len(dataset) - resumed_rows,
                        resumed_rows=resumed_rows, seconds=time.perf_counter() - started,
                        encode_seconds=encode_seconds, workers=pool.plan.workers if pool is not None else 0,
+                       startup_seconds=pool.startup_seconds if own_pool else 0.0,
                        rows_per_host=rows_per_host,
                        warnings=report_warnings + ([pool.plan.warning] if pool is not None and pool.plan.warning else []))
 
@@ -177,6 +181,7 @@ class EmbeddingPool:
         from orchestrator.ray_runtime import connect
         from workers.embedding import EmbeddingWorker
 
+        started = time.perf_counter()
         self.ray = connect(ray_address)
         resources = self.ray.cluster_resources()
         self.plan = plan_workers(cfg, int(resources.get("CPU", 1)), int(resources.get("GPU", 0)),
@@ -190,6 +195,12 @@ class EmbeddingPool:
         self.actors = [actor_class.remote(model.name, model.revision, model.weights_sha256,
                                           encode_settings(cfg, self.plan.device), self.plan.threads)
                        for _ in range(self.plan.workers)]
+        try:
+            self.ray.get([actor.ready.remote() for actor in self.actors])
+        except self.ray.exceptions.RayActorError as e:
+            self.close()
+            raise describe_actor_failure(getattr(e, "cause", None) or e) from None
+        self.startup_seconds = time.perf_counter() - started  # Ray start (if any) and model loading
 
     def run(self, tasks: list, total_rows: int, resumed_rows: int = 0, progress: bool = True) -> dict:
         """Embed every task's shard (each written to its own file); returns rows embedded per host."""

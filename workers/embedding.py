@@ -40,6 +40,10 @@ class EmbeddingWorker:
             raise RuntimeError(f"model {model_name} on {socket.gethostname()} has other weights than the driver's")
         self.encoder = Encoder(model.path, settings, threads=threads)
 
+    def ready(self) -> bool:
+        """Returns once the constructor has loaded the encoder (used to time start-up apart from work)."""
+        return True
+
     def embed_shard(self, task: ShardTask) -> ShardResult:
         started = time.perf_counter()
         vectors = self.encoder.encode(task.texts)
