@@ -51,7 +51,7 @@ class EmbedReport:
         resumed = f", {self.resumed_rows} resumed from shards" if self.resumed_rows else ""
         startup = f", after {self.startup_seconds:.1f} s starting workers" if self.startup_seconds else ""
         return (f"cache: {c.path}  rows {rows}  dims {dims}  encoded {self.encoded_rows} texts in "
-                f"{self.encode_seconds:.1f} s ({self.texts_per_s:.0f} texts/s on {self.workers} workers{startup}{resumed})")
+                f"{self.encode_seconds:.1f} s ({self.texts_per_s:.0f} texts/s on {self.workers} worker{'s' if self.workers != 1 else ''}{startup}{resumed})")
 
 
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
