@@ -33,6 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(embed)
     embed.add_argument("--workers", type=int, metavar="N", help="embedding actors (default: one per GPU, else per core)")
     embed.set_defaults(func=cmd_embed)
+
+    run = commands.add_parser("run", help="embed (or reuse the cache), train the hybrid head, evaluate, write a run dir")
+    add_dataset_arguments(run)
+    run.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
+    run.add_argument("--run-dir", metavar="D", help="where to write the run (default: runs/<time>-<dataset>-<backend>)")
+    run.add_argument("--backend", metavar="NAME", help="quantum backend; overrides quantum.backend (aer_simulator)")
+    run.set_defaults(func=cmd_run)
+
+    resume = commands.add_parser("resume", help="continue an interrupted `orchestrate run` from its last checkpoint")
+    resume.add_argument("run_dir", metavar="RUN_DIR", help="the run dir of the interrupted run")
+    resume.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    resume.set_defaults(func=cmd_resume)
     return parser
 
 
@@ -48,6 +60,14 @@ def resolved_config(args: argparse.Namespace):
         overrides.append(f"embedding.workers={args.workers}")
     if args.ray_address:
         overrides.append(f"ray.address={args.ray_address}")
+    if getattr(args, "epochs", None) is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if getattr(args, "backend", None) is not None:
+        from orchestrator.config import BACKENDS
+
+        if args.backend not in BACKENDS:
+            raise UserError(f"unknown backend {args.backend!r} (available: {', '.join(BACKENDS)})")
+        overrides.append(f"quantum.backend={args.backend}")
     return load_config(args.config, overrides)
 
 
@@ -71,6 +91,71 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"dataset: {dataset.source}  rows {len(dataset)} ({counts}{dropped})", file=sys.stderr)
     report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
     print(report.final_line())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from embeddings.models import resolve_model
+    from orchestrator import runs
+    from orchestrator.coordinator import report_table, train_and_report
+    from orchestrator.data import split_dataset
+    from orchestrator.embed import embed_dataset
+
+    config = resolved_config(args)
+    dataset = load_data(args, config)
+    resolve_model(config.embedding.model, config.embedding.revision)
+    split = split_dataset(dataset, config.data.split, config.data.duplicates)
+    if min(len(split.train), len(split.val), len(split.test)) == 0:
+        raise UserError(f"{split.describe()}: every split needs rows; use more data or other data.split fractions")
+    dataset_name = config.data.name if not (args.data or config.data.path) else Path(dataset.source).stem
+    run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(dataset_name, config.quantum.backend)
+    runs.check_run_dir_free(run_dir)
+    print(f"dataset: {dataset.source}  rows {len(dataset)}  {split.describe()}", file=sys.stderr)
+
+    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
+    print(report.final_line(), file=sys.stderr)
+    # the run dir appears only now, after every input was checked and the vectors exist
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # config.yaml records what was run, command-line flags included
+    if args.data:
+        config.data.path = dataset.source
+    if args.limit is not None:
+        config.data.limit = args.limit
+    if args.drop_empty:
+        config.data.drop_empty = True
+    embed_info = {"seconds": report.seconds, "path": str(report.cache.path), "key": report.key, "hit": report.hit}
+    summary = train_and_report(config, dataset, report.cache.vectors, split, run_dir, embed_info,
+                               progress=not args.quiet)
+    print(report_table(summary, run_dir))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestrator import runs
+    from orchestrator.config import load_config
+    from orchestrator.coordinator import report_table, train_and_report
+    from orchestrator.data import load_dataset, split_dataset
+    from orchestrator.embed import embed_dataset
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
+    if (run_dir / "summary.json").is_file():
+        raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
+    if not (run_dir / runs.CHECKPOINT).is_file():
+        raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with orchestrate run")
+    config = load_config(str(run_dir / "config.yaml"))
+    dataset = load_dataset(config.data)
+    split = split_dataset(dataset, config.data.split, config.data.duplicates)
+    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
+    print(report.final_line(), file=sys.stderr)
+    summary = train_and_report(config, dataset, report.cache.vectors, split, run_dir, embed_info={},
+                               progress=not args.quiet, resume=True)
+    print(report_table(summary, run_dir))
     return 0
 
 

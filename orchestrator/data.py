@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -28,6 +27,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from orchestrator.atomic import write_bytes_atomically
 from orchestrator.config import DataConfig, SplitConfig, default_cache_dir
 from orchestrator.errors import UserError
 
@@ -444,7 +444,7 @@ def fetch_named_dataset(name: str, cache_dir: str, url: str | None = None) -> Pa
     if actual != spec.sha256:
         raise UserError(f"dataset {name} from {url} failed its checksum: sha256 {actual}, "
                         f"expected {spec.sha256}; nothing was saved")
-    write_atomically(target, content)
+    write_bytes_atomically(target, content)
     return target
 
 
@@ -468,21 +468,6 @@ def extract_member(archive: bytes, member: str, url: str) -> bytes:
             return zf.read(matches[0])
     except zipfile.BadZipFile:
         raise UserError(f"the download from {url} is not a zip archive")
-
-
-def write_atomically(target: Path, content: bytes) -> None:
-    """Write to a temp file beside `target`, then rename: readers never see a partial file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256_of(content: bytes) -> str:

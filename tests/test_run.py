@@ -1,0 +1,230 @@
+"""`orchestrate run` end to end, in-process on the shared Ray session: run dir, summary schema,
+job accounting, cache hit on a second run, and refusals that leave no run dir behind."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from orchestrator.cli import main
+
+SMALL = ["--limit", "200", "--epochs", "2", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
+         "--set", "train.batch_size=32", "--set", "train.checkpoint_every=2"]
+
+SUMMARY_SCHEMA = {
+    "dataset": str, "model": str, "backend": str, "n_qubits": int, "depth": int,
+    "test": {"accuracy": float, "f1_positive": float, "f1_macro": float, "confusion": list},
+    "classical_baseline": {"accuracy": float, "f1_positive": float},
+    "quantum": {"jobs": int, "circuits": int, "shots": int, "qpu_seconds": float},
+    "timing": {"embed_s": float, "train_s": float, "steps": int, "step_s_median": float},
+    "cache": {"path": str, "key": str, "hit": bool},
+}
+
+
+def assert_schema(value, schema, where="summary"):
+    for key, expected in schema.items():
+        assert key in value, f"{where}.{key} missing"
+        if isinstance(expected, dict):
+            assert_schema(value[key], expected, f"{where}.{key}")
+        else:
+            assert isinstance(value[key], expected), f"{where}.{key} is {type(value[key]).__name__}"
+
+
+@pytest.fixture(scope="module")
+def two_runs(ray_session, tmp_path_factory):
+    """The same small run twice on one cache: the first computes the vectors, the second reuses them."""
+    root = tmp_path_factory.mktemp("runs")
+    cache = root / "cache"
+    results = []
+    for name in ("first", "second"):
+        code = main(["run", *SMALL, "--cache-dir", str(cache), "--run-dir", str(root / name)])
+        assert code == 0
+        results.append(root / name)
+    return results
+
+
+def test_run_dir_holds_every_file(two_runs):
+    run_dir = two_runs[0]
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "best.pt",
+                 "loss.png", "accuracy.png", "confusion.png"):
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.glob(".*.tmp")), "no temporary files may be left behind"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None}
+    assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
+
+
+def test_summary_schema_and_ranges(two_runs):
+    summary = json.loads((two_runs[0] / "summary.json").read_text())
+    assert_schema(summary, SUMMARY_SCHEMA)
+    assert (summary["dataset"], summary["backend"], summary["n_qubits"], summary["depth"]) == \
+        ("sms_spam_sample", "aer_simulator", 2, 1)
+    for block in (summary["test"], summary["classical_baseline"],
+                  summary["classical_baseline"]["logistic_regression"],
+                  summary["classical_baseline"]["classical_head"]):
+        for metric in ("accuracy", "f1_positive"):
+            assert 0.0 <= block[metric] <= 1.0
+    confusion = summary["test"]["confusion"]
+    assert len(confusion) == 2 and sum(map(sum, confusion)) == summary["split"]["test"]
+    assert summary["quantum"]["shots"] == 0 and summary["quantum"]["qpu_seconds"] == 0.0
+    assert summary["timing"]["train_s"] > 0 and summary["timing"]["step_s_median"] > 0
+    assert summary["cache"]["hit"] is False and len(summary["cache"]["key"]) == 64
+
+
+def test_one_job_per_step_and_per_evaluation(two_runs):
+    summary = json.loads((two_runs[0] / "summary.json").read_text())
+    epochs = [json.loads(line) for line in (two_runs[0] / "metrics.jsonl").read_text().splitlines()]
+    steps_per_epoch = math.ceil(summary["split"]["train"] / 32)
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    assert summary["timing"]["steps"] == 2 * steps_per_epoch
+    # each epoch: its training steps + one validation request; at the end: one test request
+    assert [row["jobs"] for row in epochs] == [steps_per_epoch + 1, 2 * steps_per_epoch + 2]
+    assert summary["quantum"]["jobs"] == summary["timing"]["steps"] + 2 + 1
+    # 2 qubits, depth 1: 1 + 2 * (2 inputs + 2 weights) = 9 rows per training sample, 1 per evaluated one
+    n = summary["split"]
+    assert summary["quantum"]["circuits"] == 2 * 9 * n["train"] + 2 * n["val"] + n["test"]
+    for row in epochs:
+        assert {"train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1", "lr",
+                "circuits", "seconds"} <= set(row)
+
+
+def test_checkpoint_holds_the_whole_training_state(two_runs):
+    state = torch.load(two_runs[0] / "checkpoint.pt", weights_only=False)
+    assert {"model", "optimizer", "lr_scheduler", "rng", "step", "epoch", "data_order", "best"} <= set(state)
+    assert set(state["rng"]) == {"torch", "numpy", "python"}
+    assert state["epoch"] == 2 and state["step"] == json.loads((two_runs[0] / "summary.json").read_text())["timing"]["steps"]
+
+
+def test_second_run_is_a_cache_hit_with_the_same_numbers(two_runs):
+    first, second = (json.loads((d / "summary.json").read_text()) for d in two_runs)
+    assert second["cache"]["hit"] is True and second["cache"]["key"] == first["cache"]["key"]
+    assert second["test"] == first["test"]            # exact simulator, same seeds: same model
+    assert second["classical_baseline"] == first["classical_baseline"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--backend", "ibm_nowhere"], "unknown backend 'ibm_nowhere' (available: aer_simulator)"),
+    (["--set", "quantum.backend=qasm"], "quantum.backend must be one of aer_simulator"),
+    (["--set", "train.optimiser=sgd"], "did you mean 'train.optimizer'"),
+    (["--epochs", "0"], "train.epochs must be at least 1"),
+])
+def test_bad_input_exits_2_before_any_run_dir(capsys, tmp_path, argv, match):
+    run_dir = tmp_path / "run"
+    code = main(["run", "-q", "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(run_dir), *argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    assert not run_dir.exists()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_non_empty_run_dir_is_refused(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text("{}")
+    code = main(["run", "-q", "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(run_dir), "--limit", "50"])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert (run_dir / "summary.json").read_text() == "{}"
+
+
+RESUMABLE = ["--limit", "200", "--epochs", "3", "-q", "--set", "quantum.n_qubits=4", "--set", "quantum.depth=2",
+             "--set", "train.batch_size=8", "--set", "train.checkpoint_every=2", "--set", "train.patience=5"]
+
+
+def without_timings(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, tmp_path):
+    cache = two_runs[0].parent / "cache"   # the vectors are cached already: no Ray needed below
+    reference = tmp_path / "reference"
+    assert main(["run", *RESUMABLE, "--cache-dir", str(cache), "--run-dir", str(reference)]) == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *RESUMABLE, "--cache-dir", str(cache),
+                                "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists():
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "summary.json").exists(), "the kill came too late to test anything"
+    interrupted_at = torch.load(killed / "checkpoint.pt", weights_only=False)["step"]
+    total_steps = json.loads((reference / "summary.json").read_text())["timing"]["steps"]
+    assert 0 < interrupted_at < total_steps
+
+    assert main(["resume", "-q", str(killed)]) == 0
+    expected, resumed = (json.loads((d / "summary.json").read_text()) for d in (reference, killed))
+    for key in ("test", "classical_baseline", "quantum", "cache", "best", "split", "epochs_run"):
+        assert resumed[key] == expected[key], key
+    assert resumed["timing"]["steps"] == expected["timing"]["steps"]
+    metrics = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+               for d in (reference, killed)]
+    assert without_timings(metrics[1]) == without_timings(metrics[0])
+
+
+def test_resume_refuses_a_finished_run(capsys, two_runs):
+    assert main(["resume", "-q", str(two_runs[0])]) == 2
+    assert "already finished" in capsys.readouterr().err
+
+
+# --- the pure pieces of the coordinator and the baselines ------------------------------------------
+
+def test_standardise_uses_the_train_statistics_only():
+    import numpy as np
+
+    from orchestrator.coordinator import standardise, standardiser
+
+    train = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
+    mean, std = standardiser(train)
+    assert mean.tolist() == [2.0, 5.0] and std.tolist() == [1.0, 1.0]   # a constant feature keeps std 1
+    features = standardise(np.array([[4.0, 6.0]], dtype=np.float32), np.array([1]), mean, std)
+    assert features.x.tolist() == [[2.0, 1.0]] and features.y.tolist() == [1]
+
+
+def test_class_weights_balance_only_when_asked_or_imbalanced():
+    import numpy as np
+
+    from orchestrator.coordinator import class_weights
+
+    imbalanced = np.array([0] * 8 + [1] * 2)
+    assert class_weights(imbalanced, 2, "auto").tolist() == pytest.approx([10 / 16, 10 / 4])
+    assert class_weights(imbalanced, 2, "none") is None
+    balanced = np.array([0] * 5 + [1] * 5)
+    assert class_weights(balanced, 2, "auto") is None
+    assert class_weights(balanced, 2, "balanced").tolist() == [1.0, 1.0]
+
+
+def test_cosine_schedule_goes_from_one_to_zero():
+    from orchestrator.coordinator import lr_factor
+
+    assert lr_factor(0, 100, "cosine") == 1.0
+    assert lr_factor(50, 100, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, "cosine") == pytest.approx(0.0)
+    assert lr_factor(70, 100, "none") == 1.0
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    from orchestrator.coordinator import epoch_order
+
+    assert epoch_order(10, 0, 3).tolist() == epoch_order(10, 0, 3).tolist()
+    assert sorted(epoch_order(10, 0, 3).tolist()) == list(range(10))
+    assert epoch_order(10, 0, 3).tolist() != epoch_order(10, 0, 4).tolist()
+
+
+def test_logistic_regression_separates_a_separable_set():
+    from orchestrator.baseline import fit_logistic_regression, predict
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 5)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    model = fit_logistic_regression(x, y, 2, class_weights=None)
+    assert (predict(model, x) == y.numpy()).mean() > 0.97
