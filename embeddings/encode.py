@@ -7,7 +7,6 @@ on the texts given, so the same shard always gives the same batches and the same
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -115,10 +114,6 @@ class Encoder:
             pooled = pool(output.last_hidden_state, mask, getattr(output, "pooler_output", None), self.settings.pooling)
             out[torch.from_numpy(rows).to(self.device)] = pooled.float()
         return out.cpu().numpy()
-
-
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 class FirstTokenOutputLayer(torch.nn.Module):

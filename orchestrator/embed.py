@@ -63,9 +63,9 @@ def encode_settings(cfg: EmbeddingConfig, device: str) -> EncodeSettings:
                           batch_tokens=batch_tokens, device=device)
 
 
-def dataset_cache_key(model: ResolvedModel, cfg: EmbeddingConfig, dataset: Dataset) -> str:
+def dataset_cache_key(model: ResolvedModel, cfg: EmbeddingConfig, dataset_hash: str) -> str:
     return cache_key(model.identity(), model.tokenizer_identity(), cfg.max_length, cfg.pooling, cfg.dtype,
-                     dataset.content_hash())
+                     dataset_hash)
 
 
 def embed_dataset(dataset: Dataset, cfg: EmbeddingConfig, ray_address: str | None = None,
@@ -79,7 +79,8 @@ def embed_dataset(dataset: Dataset, cfg: EmbeddingConfig, ray_address: str | Non
     model = resolve_model(cfg.model, cfg.revision)
     if cfg.pooling == "pooler" and not model.has_pooler:
         raise UserError(f"model '{cfg.model}' has no trained pooler layer; use pooling 'cls' or 'mean'")
-    key = dataset_cache_key(model, cfg, dataset)
+    dataset_hash = dataset.content_hash()  # hashes every text: once per call
+    key = dataset_cache_key(model, cfg, dataset_hash)
     store = EmbeddingStore(cfg.cache_dir)
     report_warnings = []
     try:
@@ -121,7 +122,7 @@ def embed_dataset(dataset: Dataset, cfg: EmbeddingConfig, ray_address: str | Non
     encode_seconds = time.perf_counter() - encode_started
 
     device = pool.plan.device if pool is not None else "cpu"
-    cache = store.assemble(key, plan, dataset.labels, manifest(model, cfg, dataset, device))
+    cache = store.assemble(key, plan, dataset.labels, manifest(model, cfg, dataset, dataset_hash, device))
     return EmbedReport(cache=cache, key=key, hit=False, encoded_rows=len(dataset) - resumed_rows,
                        resumed_rows=resumed_rows, seconds=time.perf_counter() - started,
                        encode_seconds=encode_seconds, workers=pool.plan.workers if pool is not None else 0,
@@ -188,12 +189,13 @@ class EmbeddingPool:
                                  max_workers or 1 << 30)
         if self.plan.warning:
             log(f"warning: {self.plan.warning}", file=sys.stderr)
-        self.model_key = (model.weights_sha256, encode_settings(cfg, self.plan.device))
+        settings = encode_settings(cfg, self.plan.device)
+        self.model_key = (model.weights_sha256, settings)
         actor_class = self.ray.remote(EmbeddingWorker).options(
             num_cpus=self.plan.threads if self.plan.device == "cpu" else 1, num_gpus=self.plan.gpus_per_worker,
             max_restarts=3, max_task_retries=3)
-        self.actors = [actor_class.remote(model.name, model.revision, model.weights_sha256,
-                                          encode_settings(cfg, self.plan.device), self.plan.threads)
+        self.actors = [actor_class.remote(model.name, model.revision, model.weights_sha256, settings,
+                                          self.plan.threads)
                        for _ in range(self.plan.workers)]
         try:
             self.ray.get([actor.ready.remote() for actor in self.actors])
@@ -245,12 +247,12 @@ def describe_actor_failure(cause: BaseException) -> BaseException:
     return RuntimeError(f"embedding worker failed: {text.strip().splitlines()[-1] if text.strip() else cause!r}")
 
 
-def manifest(model: ResolvedModel, cfg: EmbeddingConfig, dataset: Dataset, device: str) -> dict:
+def manifest(model: ResolvedModel, cfg: EmbeddingConfig, dataset: Dataset, dataset_hash: str, device: str) -> dict:
     return {
         "model": {"name": model.name, "revision": model.revision, "weights_sha256": model.weights_sha256},
         "tokenizer": {"sha256": model.tokenizer_sha256},
         "max_length": cfg.max_length, "pooling": cfg.pooling, "dtype": cfg.dtype, "device": device,
-        "dataset": {"sha256": dataset.content_hash(), "source": dataset.source,
+        "dataset": {"sha256": dataset_hash, "source": dataset.source,
                     "label_names": list(dataset.label_names), "positive_label": dataset.positive_label},
         "package_versions": package_versions(),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,4 +1,5 @@
 """The embedding stage end to end: real Ray actors, the real MiniLM, real HDF5 files, real kill -9."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -78,10 +79,9 @@ def test_second_run_is_a_cache_hit_that_encodes_nothing(reference, sms_slice):
 def test_a_changed_setting_gets_a_new_key_and_leaves_the_old_file_untouched(reference, sms_slice):
     cache_dir = reference.cache.path.parents[1]
     before = reference.cache.path.read_bytes()
-    changed = embed_dataset(sms_slice.__class__(**{**sms_slice.__dict__, "texts": sms_slice.texts[:64],
-                                                   "labels": sms_slice.labels[:64],
-                                                   "row_numbers": sms_slice.row_numbers[:64]}),
-                            stage_config(cache_dir, max_length=32), progress=False)
+    first_rows = dataclasses.replace(sms_slice, texts=sms_slice.texts[:64], labels=sms_slice.labels[:64],
+                                     row_numbers=sms_slice.row_numbers[:64])
+    changed = embed_dataset(first_rows, stage_config(cache_dir, max_length=32), progress=False)
     assert changed.key != reference.key and changed.cache.path != reference.cache.path
     assert reference.cache.path.read_bytes() == before
 
