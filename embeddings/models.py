@@ -22,6 +22,7 @@ from orchestrator.errors import UserError
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
                    "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
+POOLING_CONFIG = "1_Pooling/config.json"   # sentence-transformers' record of how the model was trained to pool
 DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "default"}
 
 
@@ -33,6 +34,11 @@ class ResolvedModel:
     weights_sha256: str
     tokenizer_sha256: str
     has_pooler: bool = True  # trained pooler weights present (needed for pooling 'pooler')
+    native_pooling: Optional[str] = None  # the pooling the model was trained with, when its folder says
+
+    def pooling(self, requested: str) -> str:
+        """The concrete pooling for a configured one: 'auto' is the model's own, else [CLS]."""
+        return (self.native_pooling or "cls") if requested == "auto" else requested
 
     def identity(self) -> dict:
         # the weights, not the name: a hub id and a local copy of the same weights share one cache
@@ -55,7 +61,7 @@ def resolve_model(name: str, revision: Optional[str] = None) -> ResolvedModel:
         raise UserError(f"model '{name}' at {path} has no tokenizer files (tokenizer.json or vocab.txt)")
     return ResolvedModel(name=name, path=str(path), revision=revision,
                          weights_sha256=hash_files(tuple(weights)), tokenizer_sha256=hash_files(tuple(tokenizer)),
-                         has_pooler=has_pooler_weights(weights))
+                         has_pooler=has_pooler_weights(weights), native_pooling=declared_pooling(path))
 
 
 def local_folder(name: str, revision: Optional[str]) -> Path:
@@ -84,7 +90,7 @@ def hub_snapshot(repo_id: str, revision: Optional[str]) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    patterns = ["config.json", "*.safetensors", *TOKENIZER_FILES]
+    patterns = ["config.json", "*.safetensors", POOLING_CONFIG, *TOKENIZER_FILES]
     try:
         folder = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
     except RevisionNotFoundError:
@@ -104,6 +110,19 @@ def hub_snapshot(repo_id: str, revision: Optional[str]) -> Path:
         except (HfHubHTTPError, OSError, ValueError) as e:
             raise UserError(f"model '{repo_id}' could not be fetched from the hub: {str(e).splitlines()[0]}")
     return path
+
+
+def declared_pooling(folder: Path) -> Optional[str]:
+    """'mean' or 'cls' when a sentence-transformers folder declares it (1_Pooling/config.json)."""
+    try:
+        declared = json.loads((folder / POOLING_CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    if declared.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if declared.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
 
 
 def has_pooler_weights(weight_files: list[Path]) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from orchestrator.errors import UserError
 
@@ -45,6 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", metavar="RUN_DIR", help="the run dir of the interrupted run")
     resume.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     resume.set_defaults(func=cmd_resume)
+
+    evaluate = commands.add_parser("eval", help="score a run's best model on its test split or on another labelled file")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
+    evaluate.add_argument("--data", metavar="F", help="a labelled file in the run's format (default: the run's test split)")
+    evaluate.add_argument("--backend", metavar="NAME", help="evaluate on this backend instead of the run's")
+    evaluate.add_argument("--cache-dir", metavar="D", help="embedding cache folder; overrides the run's")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=cmd_eval)
+
+    predict = commands.add_parser("predict", help="label texts with a run's best model")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    predict.add_argument("--file", metavar="F", help="classify every line of F ('-': standard input)")
+    predict.add_argument("--backend", metavar="NAME", help="predict on this backend instead of the run's")
+    predict.add_argument("--json", action="store_true", help="one JSON object per text, with every class's probability")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -63,12 +80,16 @@ def resolved_config(args: argparse.Namespace):
     if getattr(args, "epochs", None) is not None:
         overrides.append(f"train.epochs={args.epochs}")
     if getattr(args, "backend", None) is not None:
-        from orchestrator.config import BACKENDS
-
-        if args.backend not in BACKENDS:
-            raise UserError(f"unknown backend {args.backend!r} (available: {', '.join(BACKENDS)})")
-        overrides.append(f"quantum.backend={args.backend}")
+        overrides.append(f"quantum.backend={checked_backend(args.backend)}")
     return load_config(args.config, overrides)
+
+
+def checked_backend(name: str) -> str:
+    from orchestrator.config import BACKENDS
+
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
+    return name
 
 
 def load_data(args: argparse.Namespace, config):
@@ -105,12 +126,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = resolved_config(args)
     dataset = load_data(args, config)
-    resolve_model(config.embedding.model, config.embedding.revision)
+    model = resolve_model(config.embedding.model, config.embedding.revision)
+    config.embedding.pooling = model.pooling(config.embedding.pooling)  # config.yaml records the concrete one
     split = split_dataset(dataset, config.data.split, config.data.duplicates)
     if min(len(split.train), len(split.val), len(split.test)) == 0:
         raise UserError(f"{split.describe()}: every split needs rows; use more data or other data.split fractions")
-    dataset_name = config.data.name if not (args.data or config.data.path) else Path(dataset.source).stem
-    run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(dataset_name, config.quantum.backend)
+    if args.data or config.data.path:
+        # a file wins over data.name, which then only labels the run: after the config, else the file
+        config.data.name = Path(args.config).stem if args.config else Path(dataset.source).stem
+    run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
     runs.check_run_dir_free(run_dir)
     print(f"dataset: {dataset.source}  rows {len(dataset)}  {split.describe()}", file=sys.stderr)
 
@@ -125,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.data.limit = args.limit
     if args.drop_empty:
         config.data.drop_empty = True
+    config.data.format = dataset.format  # what 'auto' was, so eval reads another file the same way
     embed_info = {"seconds": report.seconds, "path": str(report.cache.path), "key": report.key, "hit": report.hit}
     summary = train_and_report(config, dataset, report.cache.vectors, split, run_dir, embed_info,
                                progress=not args.quiet)
@@ -159,10 +184,75 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from orchestrator import runs
+    from orchestrator.data import load_dataset, split_dataset
+    from orchestrator.embed import embed_dataset
+    from orchestrator.inference import load_run
+
+    run = load_run(args.run_dir, backend=args.backend and checked_backend(args.backend))
+    config = run.config
+    if args.cache_dir:
+        config.embedding.cache_dir = args.cache_dir
+    if args.data:
+        # the run's column mapping and label order, so class i means what it meant in training
+        data_config = dataclasses.replace(config.data, labels=run.label_names, positive_label=run.positive_label,
+                                          limit=None)
+        dataset = load_dataset(data_config, path=args.data, min_classes=1)
+        rows, name = np.arange(len(dataset)), Path(dataset.source).name
+    else:
+        dataset = load_dataset(config.data)
+        rows, name = split_dataset(dataset, config.data.split, config.data.duplicates).test, "test split"
+    print(f"dataset: {dataset.source}  evaluating {len(rows)} rows ({name})", file=sys.stderr)
+    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
+    print(report.final_line(), file=sys.stderr)
+    scores = run.evaluate(report.cache.vectors[rows], dataset.labels[rows])
+    result = {"run_dir": str(run.run_dir), "data": dataset.source if args.data else "test split",
+              "rows": int(len(rows)), "backend": config.quantum.backend, "accuracy": scores.accuracy,
+              "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro, "confusion": scores.confusion,
+              "labels": run.label_names, "positive_label": run.positive_label}
+    target = run.run_dir / "evals" / f"{runs.safe_name(Path(args.data).stem if args.data else 'test')}.json"
+    target.parent.mkdir(exist_ok=True)
+    runs.write_json_atomically(target, result)
+    print(f"{name}: rows {len(rows)}  accuracy {scores.accuracy:.4f}  F1 {run.positive_label} "
+          f"{scores.f1_positive:.4f}  F1 macro {scores.f1_macro:.4f}  confusion {scores.confusion}")
+    print(f"written: {target}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator.inference import check_texts, encode_texts, load_run, read_texts
+
+    if bool(args.texts) == bool(args.file):
+        raise UserError("give the texts to classify as arguments or with --file F, not both and not neither")
+    texts = check_texts(args.texts) if args.texts else read_texts(args.file)
+    run = load_run(args.run_dir, backend=args.backend and checked_backend(args.backend))
+    probabilities = run.probabilities(encode_texts(texts, run))
+    for text, row in zip(texts, probabilities):
+        label = run.label_names[int(row.argmax())]
+        if args.json:
+            print(json.dumps({"text": text, "label": label, "probability": float(row.max()),
+                              "probabilities": dict(zip(run.label_names, map(float, row)))}))
+        else:
+            print(f"{label}\t{row.max():.4f}\t{text}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.texts += extra   # texts after an option: predict RUN_DIR --json "text one" "text two"
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except UserError as problem:

@@ -42,7 +42,7 @@ class SplitConfig:
 class DataConfig:
     name: Optional[str] = "sms_spam_sample"  # a named dataset: sms_spam_sample (ships with the project),
                                              # sms_spam (the full UCI collection: downloaded, checked, cached)
-    path: Optional[str] = None          # a local file; wins over `name`
+    path: Optional[str] = None          # a local file; wins over `name`, which then only labels the run
     format: str = "auto"                # auto | uci | csv | tsv | jsonl
     text_column: str = "text"
     label_column: str = "label"
@@ -59,7 +59,8 @@ class EmbeddingConfig:
     model: str = DEFAULT_MODEL          # hub id, local folder, or the packaged offline default
     revision: Optional[str] = None      # hub revision (commit, tag, branch) to pin
     max_length: int = 128
-    pooling: str = "cls"                # cls | pooler | mean
+    pooling: str = "auto"               # auto (the model's own pooling, declared by sentence-transformers
+                                        # folders in 1_Pooling/config.json; else cls) | cls | pooler | mean
     dtype: str = "float32"              # compute dtype: float32 | float16 | bfloat16 (vectors are stored as float32)
     device: str = "auto"                # auto (GPU when present) | cpu | cuda
     batch_tokens: Optional[int] = None  # padded tokens per forward pass; None: 2048 on CPU (larger batches
@@ -101,7 +102,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 3                   # stop after this many epochs without a better validation metric
     select_metric: str = "f1_positive"  # validation metric that picks the best checkpoint
-    checkpoint_every: int = 0           # also checkpoint every N steps (0: at epoch ends only)
+    checkpoint_every: int = 100         # also checkpoint every N steps (0: at epoch ends only)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Config:
 CHOICES = {
     ("data", "format"): ("auto", "uci", "csv", "tsv", "jsonl"),
     ("data", "duplicates"): ("merge", "group", "keep"),
-    ("embedding", "pooling"): ("cls", "pooler", "mean"),
+    ("embedding", "pooling"): ("auto", "cls", "pooler", "mean"),
     ("embedding", "dtype"): ("float32", "float16", "bfloat16"),
     ("embedding", "device"): ("auto", "cpu", "cuda"),
     ("quantum", "backend"): BACKENDS,

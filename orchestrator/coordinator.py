@@ -171,6 +171,7 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
             counters.total.jobs, counters.total.circuits, counters.total.shots = (
                 state["counters"]["jobs"], state["counters"]["circuits"], state["counters"]["shots"])
             counters.requests = state["counters"]["requests"]
+            resumed_order = state["data_order"]
             embed_info = state["embed_info"]  # the summary reports how the run's vectors were first obtained
             print(f"resuming at epoch {start_epoch + 1}, step {step}", file=sys.stderr)
         else:
@@ -189,14 +190,19 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
                 "counters": {"jobs": counters.total.jobs, "circuits": counters.total.circuits,
                              "shots": counters.total.shots, "requests": counters.requests}})
 
+        if not resume:
+            checkpoint(0, epoch_order(len(train.y), t.seed, 0), 0)  # resumable from the very first step
+
         for epoch in range(start_epoch, t.epochs):
             if epochs_without_progress >= t.patience:
                 print(f"early stop: no better validation {t.select_metric} for {t.patience} epochs",
                       file=sys.stderr)
                 break
             epoch_started = time.perf_counter()
-            order = epoch_order(len(train.y), t.seed, epoch)
             first_batch = start_batch if epoch == start_epoch else 0
+            # mid-epoch, continue the order the checkpoint saved; a new epoch draws its own
+            order = resumed_order if resume and epoch == start_epoch and first_batch else epoch_order(
+                len(train.y), t.seed, epoch)
             if first_batch == 0:
                 running = {"loss_sum": 0.0, "correct": 0, "seen": 0, "predictions": [], "targets": []}
             bar = tqdm(range(first_batch, steps_per_epoch), desc=f"epoch {epoch + 1}/{t.epochs}", unit="step",
@@ -235,8 +241,11 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
             if value > best["value"]:
                 best.update(value=value, epoch=epoch + 1)
                 epochs_without_progress = 0
-                runs.save_torch_atomically(run_dir / runs.BEST, {"model": head.state_dict(), "epoch": epoch + 1,
-                                                                 "metric": t.select_metric, "value": value})
+                runs.save_torch_atomically(run_dir / runs.BEST, {
+                    "model": head.state_dict(), "epoch": epoch + 1, "metric": t.select_metric, "value": value,
+                    # what `orchestrate eval` / `predict` need to apply the model to new vectors
+                    "standardiser": {"mean": mean, "std": std}, "labels": list(dataset.label_names),
+                    "positive_label": dataset.positive_label})
             else:
                 epochs_without_progress += 1
             history.append({
@@ -270,7 +279,7 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
         torch.set_num_threads(threads_before)
 
     summary = {
-        "dataset": config.data.name if not config.data.path else Path(dataset.source).stem,
+        "dataset": config.data.name,
         "model": config.embedding.model,
         "backend": config.quantum.backend,
         "n_qubits": config.quantum.n_qubits,

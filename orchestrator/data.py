@@ -68,6 +68,7 @@ class Dataset:
     source: str                 # absolute path of the file it came from
     row_numbers: list[int]      # 1-based line in the source file where each kept row starts
     dropped_empty: int = 0      # empty texts dropped (drop_empty=True)
+    format: str = "uci"         # the format the file was read as (never 'auto')
 
     def content_hash(self) -> str:
         """sha256 over (text, label name) pairs in order; every string is length-prefixed UTF-8."""
@@ -92,8 +93,10 @@ class Record(NamedTuple):
 # ----------------------------------------------------------------------------------- loading
 
 def load_dataset(cfg: DataConfig, path: str | None = None, limit: int | None = None,
-                 drop_empty: bool | None = None) -> Dataset:
-    """Read and check the dataset `cfg` describes; `path`, `limit`, `drop_empty` override it."""
+                 drop_empty: bool | None = None, min_classes: int = 2) -> Dataset:
+    """Read and check the dataset `cfg` describes; `path`, `limit`, `drop_empty` override it.
+
+    Training needs `min_classes=2`; scoring a trained model may take a file of one class."""
     file, fmt = resolve_source(cfg, path)
     limit = cfg.limit if limit is None else limit
     drop_empty = cfg.drop_empty if drop_empty is None else drop_empty
@@ -118,7 +121,7 @@ def load_dataset(cfg: DataConfig, path: str | None = None, limit: int | None = N
     labels = np.array([index[r.label] for r in records], dtype=np.int64)
     counts = np.bincount(labels, minlength=len(label_names))
     present = [label_names[i] for i in np.flatnonzero(counts)]
-    if len(present) < 2:
+    if len(present) < min_classes:
         raise UserError(f"data file {file} has only one class ({present[0]!r}); "
                         f"a classifier needs at least 2")
     return Dataset(
@@ -129,6 +132,7 @@ def load_dataset(cfg: DataConfig, path: str | None = None, limit: int | None = N
         source=os.path.abspath(file),
         row_numbers=[r.line for r in records],
         dropped_empty=dropped,
+        format=fmt,
     )
 
 

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 import sys
@@ -57,6 +58,11 @@ class EmbedReport:
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
 
 
+def with_model_pooling(cfg: EmbeddingConfig, model: ResolvedModel) -> EmbeddingConfig:
+    """`cfg` with pooling 'auto' made concrete for `model`: what the cache key and the workers see."""
+    return dataclasses.replace(cfg, pooling=model.pooling(cfg.pooling))
+
+
 def encode_settings(cfg: EmbeddingConfig, device: str) -> EncodeSettings:
     batch_tokens = cfg.batch_tokens or max(DEFAULT_BATCH_TOKENS[device], cfg.max_length)
     return EncodeSettings(max_length=cfg.max_length, pooling=cfg.pooling, dtype=cfg.dtype,
@@ -77,6 +83,7 @@ def embed_dataset(dataset: Dataset, cfg: EmbeddingConfig, ray_address: str | Non
     """
     started = time.perf_counter()
     model = resolve_model(cfg.model, cfg.revision)
+    cfg = with_model_pooling(cfg, model)
     if cfg.pooling == "pooler" and not model.has_pooler:
         raise UserError(f"model '{cfg.model}' has no trained pooler layer; use pooling 'cls' or 'mean'")
     dataset_hash = dataset.content_hash()  # hashes every text: once per call
@@ -183,6 +190,7 @@ class EmbeddingPool:
         from workers.embedding import EmbeddingWorker
 
         started = time.perf_counter()
+        cfg = with_model_pooling(cfg, model)
         self.ray = connect(ray_address)
         resources = self.ray.cluster_resources()
         self.plan = plan_workers(cfg, int(resources.get("CPU", 1)), int(resources.get("GPU", 0)),

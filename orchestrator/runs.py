@@ -31,11 +31,16 @@ BEST = "best.pt"
 def default_run_dir(dataset_name: str, backend: str, root: str | Path = "runs") -> Path:
     """runs/<UTC timestamp>-<dataset>-<backend>, with -2, -3, ... when that name is taken."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stamp}-{dataset_name}-{backend}")
+    slug = safe_name(f"{stamp}-{dataset_name}-{backend}")
     candidate, n = Path(root) / slug, 2
     while candidate.exists():
         candidate, n = Path(root) / f"{slug}-{n}", n + 1
     return candidate
+
+
+def safe_name(text: str) -> str:
+    """`text` with every run of characters outside [A-Za-z0-9_.-] replaced by one '_' (a file name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def check_run_dir_free(path: Path) -> None:

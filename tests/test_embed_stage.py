@@ -50,7 +50,8 @@ def test_first_run_embeds_every_row_on_ray_actors(reference, sms_slice):
     assert np.array_equal(reference.cache.labels, sms_slice.labels)
     manifest = reference.cache.manifest
     assert manifest["rows"] == ROWS and manifest["dims"] == 384 and len(manifest["shards"]) == ROWS // SHARD_ROWS
-    assert manifest["dataset"]["sha256"] == sms_slice.content_hash() and manifest["pooling"] == "cls"
+    # pooling auto: the packaged MiniLM declares mean pooling (1_Pooling/config.json)
+    assert manifest["dataset"]["sha256"] == sms_slice.content_hash() and manifest["pooling"] == "mean"
     assert manifest["package_versions"]["torch"] and manifest["created_at"]
 
 

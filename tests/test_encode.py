@@ -79,6 +79,19 @@ def test_pooler_is_refused_for_a_model_without_one(tmp_path):
         Encoder(str(folder), EncodeSettings(pooling="pooler"))
 
 
+def test_auto_pooling_is_the_models_declared_pooling_else_cls(tiny_bert, tmp_path):
+    assert resolve_model(str(tiny_bert)).pooling("auto") == "cls"      # a plain BERT folder declares nothing
+    assert resolve_model("all-MiniLM-L6-v2").pooling("auto") == "mean"  # sentence-transformers: 1_Pooling
+    declared = tmp_path / "declared"
+    shutil.copytree(tiny_bert, declared)
+    (declared / "1_Pooling").mkdir()
+    (declared / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}')
+    assert resolve_model(str(declared)).pooling("auto") == "cls"
+    (declared / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}')
+    assert resolve_model(str(declared)).pooling("auto") == "mean"
+    assert resolve_model(str(declared)).pooling("pooler") == "pooler"   # an explicit choice is kept
+
+
 def test_model_identity_follows_the_weights_not_the_name(tiny_bert, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bert, copy)

@@ -3,6 +3,7 @@ job accounting, cache hit on a second run, and refusals that leave no run dir be
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -141,25 +142,43 @@ def without_timings(rows):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, tmp_path):
+@pytest.fixture(scope="module")
+def reference_run(two_runs, tmp_path_factory):
+    """The uninterrupted run that killed-and-resumed runs must reproduce."""
+    reference = tmp_path_factory.mktemp("reference") / "run"
     cache = two_runs[0].parent / "cache"   # the vectors are cached already: no Ray needed below
-    reference = tmp_path / "reference"
     assert main(["run", *RESUMABLE, "--cache-dir", str(cache), "--run-dir", str(reference)]) == 0
+    return reference
+
+
+def checkpoint_step(run_dir) -> int:
+    try:
+        return torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
+    except (FileNotFoundError, EOFError, RuntimeError):   # not written yet
+        return -1
+
+
+@pytest.mark.parametrize("kill_after", ["first checkpoint", "random step"])
+def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, reference_run, tmp_path, kill_after):
+    reference, cache = reference_run, two_runs[0].parent / "cache"
+    total_steps = json.loads((reference / "summary.json").read_text())["timing"]["steps"]
+    # checkpoints come at step 0, every 2 steps and at epoch ends: kill after step 0 or a random later one
+    target = 0 if kill_after == "first checkpoint" else random.Random().randrange(2, total_steps - 2)
+    print(f"killing after checkpointed step {target} of {total_steps}")
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *RESUMABLE, "--cache-dir", str(cache),
                                 "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (killed / "checkpoint.pt").exists():
-        assert process.poll() is None, "the run ended before its first checkpoint"
+    while checkpoint_step(killed) < target:
+        assert process.poll() is None, f"the run ended before step {target}"
         assert time.monotonic() < deadline
         time.sleep(0.005)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (killed / "summary.json").exists(), "the kill came too late to test anything"
-    interrupted_at = torch.load(killed / "checkpoint.pt", weights_only=False)["step"]
-    total_steps = json.loads((reference / "summary.json").read_text())["timing"]["steps"]
-    assert 0 < interrupted_at < total_steps
+    interrupted_at = checkpoint_step(killed)
+    assert target <= interrupted_at < total_steps
 
     assert main(["resume", "-q", str(killed)]) == 0
     expected, resumed = (json.loads((d / "summary.json").read_text()) for d in (reference, killed))

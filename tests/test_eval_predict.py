@@ -1,0 +1,128 @@
+"""`orchestrate eval` and `orchestrate predict` on a finished run (the small run of test_run.py)."""
+import json
+
+import numpy as np
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.config import DataConfig
+from orchestrator.data import resolve_source
+from test_run import SMALL
+
+
+@pytest.fixture(scope="module")
+def finished_run(ray_session, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    assert main(["run", *SMALL, "--cache-dir", str(root / "cache"), "--run-dir", str(root / "run")]) == 0
+    return root / "run", root / "cache"
+
+
+def one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_eval_on_the_test_split_reproduces_the_summary(finished_run, capsys):
+    run_dir, cache = finished_run
+    assert main(["eval", "-q", str(run_dir), "--cache-dir", str(cache)]) == 0
+    result = json.loads((run_dir / "evals" / "test.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # the best weights on the same cached vectors, exact simulator: the very same numbers
+    for metric in ("accuracy", "f1_positive", "f1_macro", "confusion"):
+        assert result[metric] == summary["test"][metric], metric
+    assert result["rows"] == summary["split"]["test"]
+    assert f"accuracy {summary['test']['accuracy']:.4f}" in capsys.readouterr().out
+
+
+def sample_lines(n: int) -> list[str]:
+    path, _ = resolve_source(DataConfig(name="sms_spam_sample"), None)
+    with open(path, encoding="utf-8") as file:
+        return file.read().splitlines()[:n]
+
+
+def test_eval_on_another_file_scores_every_row(finished_run, tmp_path):
+    run_dir, cache = finished_run
+    data = tmp_path / "more.tsv"
+    data.write_text("\n".join(sample_lines(260)[200:]) + "\n")   # rows the run never saw
+    assert main(["eval", "-q", str(run_dir), "--data", str(data), "--cache-dir", str(cache)]) == 0
+    result = json.loads((run_dir / "evals" / "more.json").read_text())
+    assert result["rows"] == 60 and sum(map(sum, result["confusion"])) == 60
+    truth = [line.split("\t")[0] for line in sample_lines(260)[200:]]
+    assert [sum(row) for row in result["confusion"]] == [truth.count("ham"), truth.count("spam")]
+
+
+def test_eval_accepts_a_file_of_one_class_and_refuses_an_unknown_label(finished_run, tmp_path, capsys):
+    run_dir, cache = finished_run
+    spam_only = tmp_path / "spam_only.tsv"
+    spam_only.write_text("\n".join(line for line in sample_lines(300) if line.startswith("spam\t")) + "\n")
+    assert main(["eval", "-q", str(run_dir), "--data", str(spam_only), "--cache-dir", str(cache)]) == 0
+    capsys.readouterr()
+    unknown = tmp_path / "unknown.tsv"
+    unknown.write_text("ham\thello there\neggs\twhat is this\n")
+    assert main(["eval", "-q", str(run_dir), "--data", str(unknown), "--cache-dir", str(cache)]) == 2
+    assert "label 'eggs', which is not in data.labels" in one_error_line(capsys)
+    assert not (run_dir / "evals" / "unknown.json").exists()
+
+
+def test_predict_agrees_with_the_cached_vectors(finished_run, capsys):
+    """In-process encoding for predict gives the probabilities the cached (Ray-encoded) vectors give."""
+    from orchestrator.data import load_dataset
+    from orchestrator.embed import embed_dataset
+    from orchestrator.inference import load_run
+
+    run_dir, cache = finished_run
+    run = load_run(run_dir)
+    run.config.embedding.cache_dir = str(cache)
+    dataset = load_dataset(run.config.data)
+    cached = embed_dataset(dataset, run.config.embedding, progress=False)
+    assert cached.hit
+    rows = list(range(0, 200, 10))
+    texts = [dataset.texts[r] for r in rows]
+    assert main(["predict", str(run_dir), "--json", *texts]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["text"] for a in answers] == texts
+    expected = run.probabilities(cached.cache.vectors[rows])
+    got = np.array([[a["probabilities"][name] for name in run.label_names] for a in answers])
+    assert np.abs(got - expected).max() < 1e-4
+    assert [a["label"] for a in answers] == [run.label_names[i] for i in expected.argmax(axis=1)]
+    assert all(a["probability"] == max(a["probabilities"].values()) >= 0.5 for a in answers)
+
+
+def test_predict_reads_a_file_and_prints_label_probability_text(finished_run, tmp_path, capsys):
+    run_dir, _ = finished_run
+    texts = ["WINNER!! Claim your free prize now, call 09061701461", "ok see you at lunch"]
+    file = tmp_path / "texts.txt"
+    file.write_text("\n".join(texts) + "\n")
+    assert main(["predict", str(run_dir), "--file", str(file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, texts):
+        label, probability, echoed = line.split("\t")
+        assert label in ("ham", "spam") and 0.5 <= float(probability) <= 1.0 and echoed == text
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["hello", ""], "text 2 is empty"),
+    ([], "give the texts to classify as arguments or with --file F"),
+    (["--backend", "ibm_nowhere", "hi"], "unknown backend 'ibm_nowhere'"),
+])
+def test_predict_bad_input_is_one_line(finished_run, capsys, argv, match):
+    run_dir, _ = finished_run
+    assert main(["predict", str(run_dir), *argv]) == 2
+    assert match in one_error_line(capsys)
+
+
+def test_predict_and_eval_refuse_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["predict", str(tmp_path), "hi"]) == 2
+    assert "is not a run dir" in one_error_line(capsys)
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "is not a run dir" in one_error_line(capsys)
+
+
+def test_predict_refuses_a_text_file_with_an_empty_line(finished_run, tmp_path, capsys):
+    run_dir, _ = finished_run
+    file = tmp_path / "texts.txt"
+    file.write_text("one\n\nthree\n")
+    assert main(["predict", str(run_dir), "--file", str(file)]) == 2
+    assert "has an empty line (2)" in one_error_line(capsys)
