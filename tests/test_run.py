@@ -57,7 +57,8 @@ def test_run_dir_holds_every_file(two_runs):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob(".*.tmp")), "no temporary files may be left behind"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None}
+    assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None,
+                                 "optimization_level": 1, "max_parameter_sets_per_job": None}
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
 
 
@@ -110,8 +111,8 @@ def test_second_run_is_a_cache_hit_with_the_same_numbers(two_runs):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--backend", "ibm_nowhere"], "unknown backend 'ibm_nowhere' (available: aer_simulator)"),
-    (["--set", "quantum.backend=qasm"], "quantum.backend must be one of aer_simulator"),
+    (["--backend", "qasm_simulator"], "unknown backend 'qasm_simulator': use aer_simulator, fake_<device>"),
+    (["--set", "quantum.backend=fake_nowhere"], "unknown fake device 'fake_nowhere'; known: fake_aachen"),
     (["--set", "train.optimiser=sgd"], "did you mean 'train.optimizer'"),
     (["--epochs", "0"], "train.epochs must be at least 1"),
 ])

@@ -4,7 +4,8 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
-from orchestrator.backends.aer import AerBackend, AerOptions, resolve_fake_device
+from orchestrator.backends import resolve_fake_device
+from orchestrator.backends.aer import AerBackend, AerOptions
 from orchestrator.circuits import QuantumSpec, TranspileCache, build_dressed_circuit, simulate_table
 from orchestrator.errors import UserError
 from orchestrator.scheduler import JobHook, ParameterShiftScheduler, plan_jobs
@@ -98,7 +99,7 @@ class RecordingHook(JobHook):
     def after_submit(self, intent, job_id):
         self.events.append(("submitted", intent.index, job_id))
 
-    def after_result(self, intent, job_id, expectations):
+    def after_result(self, intent, job_id, expectations, quantum_seconds=None):
         self.events.append(("result", intent.index, job_id, expectations.shape))
 
 

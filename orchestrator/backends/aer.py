@@ -30,7 +30,7 @@ from qiskit import ClassicalRegister, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 
-from orchestrator.backends import estimator_pub, expectations_from_pub_result
+from orchestrator.backends import estimator_pub, expectations_from_pub_result, resolve_fake_device
 from orchestrator.errors import UserError
 
 ENGINES = ("simulator", "estimator")
@@ -73,20 +73,6 @@ class AerOptions:
             raise UserError("aer: max_parameter_sets_per_job must be at least 1")
         if self.workers < 0:
             raise UserError(f"aer: workers must be 0 or more, not {self.workers}")
-
-
-def resolve_fake_device(name: str):
-    """A qiskit-ibm-runtime fake device by name: "fake_manila", "manila" or "FakeManilaV2"."""
-    from qiskit_ibm_runtime import fake_provider
-
-    short = name.lower().removeprefix("fake_").removeprefix("fake").removesuffix("v2")
-    classes = {n.lower(): n for n in dir(fake_provider) if n.startswith("Fake")}
-    for candidate in (f"fake{short}v2", f"fake{short}"):
-        if candidate in classes:
-            return getattr(fake_provider, classes[candidate])()
-    known = sorted({"fake_" + n.lower().removeprefix("fake").removesuffix("v2") for n in classes
-                    if n not in ("fakeproviderforbackendv2", "fakefractionalbackend")})
-    raise UserError(f"aer: unknown fake device {name!r}; known: {', '.join(known)}")
 
 
 # --- readout: how expectation values come out of one Aer run -----------------------------------

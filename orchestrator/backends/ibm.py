@@ -1,0 +1,271 @@
+"""IBM Quantum through qiskit-ibm-runtime: devices (`ibm_<device>`) and the local testing mode's
+fake devices (`fake_<device>`), on one code path.
+
+    service     QiskitRuntimeService from QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE / QISKIT_IBM_CHANNEL
+                or qiskit's saved account (`connect_service`); none for a fake device, whose
+                Session/Batch runs in local testing mode
+    device      service.backend(name), or the fake device; its target is what the template is
+                transpiled for, once (the scheduler's TranspileCache)
+    mode        Session (default for training: one reserved window), Batch, or none (job mode);
+                opened lazily at the first job, closed by `close()` on exit, error and Ctrl-C
+    jobs        EstimatorV2(mode).run([one PUB]); retried with backoff on transient failures;
+                `attach(job_id)` finds a job a killed client submitted (service.job)
+
+The token never passes through this module's state or messages: the service reads it itself.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from orchestrator.backends import backend_kind, estimator_pub, expectations_from_pub_result, resolve_fake_device
+from orchestrator.errors import UserError
+from orchestrator.scheduler import BackendFailure
+
+CREDENTIALS_HELP = ("set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE, optionally QISKIT_IBM_CHANNEL), or save an "
+                    "account once with QiskitRuntimeService.save_account(token=..., instance=...)")
+DEFAULT_REP_DELAY_S = 250e-6   # IBM devices' usual default repetition delay, when the device does not say
+JOB_OVERHEAD_S = 2.0           # assumed fixed QPU seconds per job in `estimate` (loading, compiling)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    execution_mode: str = "session"           # session | batch | job
+    max_session_seconds: Optional[int] = None
+    shots: int = 1024
+    precision: Optional[float] = None
+    resilience_level: Optional[int] = None
+    dynamical_decoupling: bool = False
+    dd_sequence: Optional[str] = None
+    twirling: bool = False
+    retries: int = 3
+    retry_backoff_seconds: float = 2.0
+    max_parameter_sets_per_job: Optional[int] = None
+    channel: Optional[str] = None
+    instance: Optional[str] = None
+    seed: Optional[int] = None                # the local simulator's seed (fake devices only)
+
+    def estimator_options(self) -> dict:
+        """EstimatorV2 options as a plain dict (recorded in the run's resolved config too)."""
+        options: dict[str, Any] = {"default_shots": self.shots}
+        if self.precision is not None:
+            options = {"default_precision": self.precision}
+        if self.resilience_level is not None:
+            options["resilience_level"] = self.resilience_level
+        if self.dynamical_decoupling:
+            options["dynamical_decoupling"] = {"enable": True, **({"sequence_type": self.dd_sequence}
+                                                                 if self.dd_sequence else {})}
+        if self.twirling:
+            options["twirling"] = {"enable_gates": True, "enable_measure": True}
+        return options
+
+
+# --- the service (the network boundary: tests replace `connect_service`, nothing else) ---------
+
+def connect_service(channel: Optional[str] = None, instance: Optional[str] = None):
+    """QiskitRuntimeService from the environment or the saved account; one clear error without either."""
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
+    if not os.environ.get("QISKIT_IBM_TOKEN"):
+        try:
+            saved = QiskitRuntimeService.saved_accounts()
+        except Exception:  # an unreadable account file is the same as none
+            saved = {}
+        if not saved:
+            raise UserError(f"no IBM Quantum credentials: {CREDENTIALS_HELP}")
+    try:
+        return QiskitRuntimeService(channel=channel, instance=instance)
+    except Exception as problem:
+        raise UserError(f"could not connect to IBM Quantum: {scrub(first_line(problem))}") from None
+
+
+def service_device(service, name: str):
+    """service.backend(name), or one line naming the operational backends the account can use."""
+    try:
+        return service.backend(name)
+    except Exception as problem:
+        available = operational_backend_names(service)
+        listed = ", ".join(available) if available else "none"
+        raise UserError(f"IBM backend {name!r} is not available to this account (retired or unknown: "
+                        f"{scrub(first_line(problem))}); operational backends: {listed}") from None
+
+
+def operational_backend_names(service) -> list[str]:
+    try:
+        return sorted(b.name for b in service.backends(operational=True, simulator=False))
+    except Exception:
+        return []
+
+
+def describe_backends(service) -> list[dict]:
+    """name, qubits, status, queue length of every backend the account sees."""
+    rows = []
+    for device in service.backends():
+        try:
+            status = device.status()
+            state = "online" if status.operational else "offline"
+            if status.status_msg and status.status_msg != "active":
+                state += f" ({status.status_msg})"
+            pending = status.pending_jobs
+        except Exception as problem:
+            state, pending = f"unknown ({first_line(problem)})", None
+        rows.append({"name": device.name, "qubits": device.num_qubits, "status": state, "queue": pending,
+                     "local": False})
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def first_line(problem: BaseException) -> str:
+    text = str(problem).strip() or type(problem).__name__
+    return text.splitlines()[0]
+
+
+def scrub(text: str) -> str:
+    """`text` with the token, should an error message ever echo it, replaced."""
+    token = os.environ.get("QISKIT_IBM_TOKEN")
+    return text.replace(token, "***") if token else text
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+class RuntimeJob:
+    """A submitted (or re-attached) Estimator job: its id, its values, its QPU seconds."""
+
+    def __init__(self, job, n_rows: int, n_observables: int) -> None:
+        self._job = job
+        self.job_id = job.job_id()
+        self._shape = (n_rows, n_observables)
+
+    def result(self) -> np.ndarray:
+        expectations = expectations_from_pub_result(self._job.result()[0])
+        if expectations.shape != self._shape:
+            raise RuntimeError(f"job {self.job_id} returned {expectations.shape}, expected {self._shape}")
+        return expectations
+
+    def quantum_seconds(self) -> Optional[float]:
+        """QPU seconds billed for the job from its usage metrics; None when not reported (local mode)."""
+        try:
+            usage = (self._job.metrics() or {}).get("usage") or {}
+        except Exception:
+            return None
+        seconds = usage.get("quantum_seconds", usage.get("seconds"))
+        return float(seconds) if seconds is not None else None
+
+
+# --- the backend -------------------------------------------------------------------------------
+
+class RuntimeBackend:
+    """Implements `orchestrator.scheduler.Backend` with qiskit-ibm-runtime's EstimatorV2."""
+
+    def __init__(self, name: str, options: RuntimeOptions, service=None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.options = options
+        self.kind = backend_kind(name)
+        if self.kind == "fake":
+            self.service, self.device = None, resolve_fake_device(name)
+        elif self.kind == "ibm":
+            self.service = service if service is not None else connect_service(options.channel, options.instance)
+            self.device = service_device(self.service, name)
+        else:
+            raise ValueError(f"{name} is not an IBM Quantum or fake device")
+        self.name = name
+        self.shots = options.shots if options.precision is None else math.ceil(1 / options.precision ** 2)
+        self.transpile_target = self.device
+        self.max_parameter_sets_per_job = options.max_parameter_sets_per_job
+        self.job_retries = options.retries        # a failed job is submitted again this many times
+        self._sleep = sleep
+        self._mode = None
+        self._estimator = None
+
+    def estimator(self):
+        """The Estimator on the open Session/Batch (opened at the first job), or on the device (job mode)."""
+        if self._estimator is None:
+            from qiskit_ibm_runtime import Batch, EstimatorV2, Session
+
+            max_time = self.options.max_session_seconds
+            if self.options.execution_mode == "session":
+                self._mode = Session(backend=self.device, max_time=max_time)
+            elif self.options.execution_mode == "batch":
+                self._mode = Batch(backend=self.device, max_time=max_time)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # EstimatorV2's deprecation notice (0.51)
+                estimator = EstimatorV2(mode=self._mode or self.device)
+            estimator.options.update(**self.options.estimator_options())
+            if self.kind == "fake" and self.options.seed is not None:
+                estimator.options.simulator.seed_simulator = self.options.seed   # reproducible local runs
+            self._estimator = estimator
+        return self._estimator
+
+    def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
+               parameter_table: np.ndarray, shots: Optional[int]) -> RuntimeJob:
+        pub = estimator_pub(circuit, observables, parameter_table)
+        job = self.with_retries("submit a job", lambda: self.estimator().run([pub]))
+        return RuntimeJob(job, len(parameter_table), len(observables))
+
+    def attach(self, job_id: str, n_rows: int, n_observables: int) -> Optional[RuntimeJob]:
+        """The job `job_id` submitted earlier (by a client that was killed), or None if the
+        service cannot find it (local testing mode keeps no jobs across processes)."""
+        if self.service is None:
+            return None
+        try:
+            job = self.with_retries(f"find job {job_id}", lambda: self.service.job(job_id))
+        except BackendFailure:
+            return None
+        return RuntimeJob(job, n_rows, n_observables)
+
+    def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
+        """`action()`, retried with doubling backoff; BackendFailure after the last attempt."""
+        delay = self.options.retry_backoff_seconds
+        for attempt in range(self.options.retries + 1):
+            try:
+                return action()
+            except (UserError, KeyboardInterrupt):
+                raise
+            except Exception as problem:
+                last = problem
+                if attempt < self.options.retries:
+                    self._sleep(delay)
+                    delay *= 2
+        raise BackendFailure(f"{self.name}: could not {what} after {self.options.retries + 1} attempts: "
+                             f"{scrub(first_line(last))}")
+
+    def close(self) -> None:
+        """Close the Session/Batch, so no reserved QPU time runs on after the run."""
+        mode, self._mode, self._estimator = self._mode, None, None
+        if mode is not None:
+            try:
+                mode.close()
+            except Exception as problem:
+                warnings.warn(f"closing the {self.options.execution_mode} on {self.name} failed: {first_line(problem)}")
+
+    def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit) -> float:
+        """QPU seconds one job of `rows` parameter sets is expected to take (see `orchestrate estimate`)."""
+        return JOB_OVERHEAD_S + rows * self.shots * self.seconds_per_shot(circuit)
+
+    def seconds_per_shot(self, circuit: QuantumCircuit) -> float:
+        """Estimated QPU seconds per shot of `circuit`: repetition delay + circuit duration."""
+        rep_delay = float(getattr(self.device, "default_rep_delay", None) or DEFAULT_REP_DELAY_S)
+        try:
+            duration = float(circuit.estimate_duration(self.device.target, unit="s"))
+        except Exception:
+            duration = 0.0
+        return rep_delay + duration
+
+
+def runtime_options(config) -> RuntimeOptions:
+    """RuntimeOptions from a run config's quantum and runtime sections."""
+    q, r = config.quantum, config.runtime
+    return RuntimeOptions(execution_mode=r.execution_mode, max_session_seconds=r.max_session_seconds,
+                          shots=q.shots or r.default_shots, precision=r.precision,
+                          resilience_level=r.resilience_level, dynamical_decoupling=r.dynamical_decoupling,
+                          dd_sequence=r.dd_sequence, twirling=r.twirling, retries=r.retries,
+                          retry_backoff_seconds=r.retry_backoff_seconds,
+                          max_parameter_sets_per_job=q.max_parameter_sets_per_job,
+                          channel=r.channel, instance=r.instance, seed=q.seed)

@@ -1,0 +1,83 @@
+"""What a training run will submit, before it submits anything: `orchestrate estimate`.
+
+Pure arithmetic on the split sizes and the config, mirroring the coordinator and the scheduler:
+every training step is one request of batch x (1 + 2 x (inputs + weights)) parameter sets (the
+parameter-shift table), every validation pass one request of the validation rows, the test
+pass one request of the test rows; a request is split into jobs only at the per-job limit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from orchestrator.circuits import QuantumSpec
+from orchestrator.scheduler import plan_jobs
+
+
+@dataclass(frozen=True)
+class Workload:
+    jobs: int
+    circuits: int        # parameter sets evaluated
+
+    def shots(self, shots_per_set: Optional[int]) -> int:
+        return self.circuits * (shots_per_set or 0)
+
+    def __add__(self, other: "Workload") -> "Workload":
+        return Workload(self.jobs + other.jobs, self.circuits + other.circuits)
+
+    def times(self, n: int) -> "Workload":
+        return Workload(self.jobs * n, self.circuits * n)
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    steps_per_epoch: int
+    epochs: int
+    training_epoch: Workload     # the training steps of one epoch
+    validation: Workload         # one validation pass (once per epoch)
+    test: Workload               # the final test pass
+    largest_job: int             # parameter sets in the largest job
+
+    @property
+    def epoch(self) -> Workload:
+        return self.training_epoch + self.validation
+
+    @property
+    def run(self) -> Workload:
+        return self.epoch.times(self.epochs) + self.test
+
+
+def request_workload(rows: int, max_per_job: Optional[int]) -> Workload:
+    return Workload(jobs=len(plan_jobs(rows, max_per_job)), circuits=rows)
+
+
+def estimate_run(train_rows: int, val_rows: int, test_rows: int, spec: QuantumSpec, batch_size: int,
+                 epochs: int, max_per_job: Optional[int] = None) -> RunEstimate:
+    """Jobs and parameter sets of a whole run (no early stop: the most it can cost)."""
+    rows_per_sample = 1 + 2 * spec.n_parameters
+    steps = math.ceil(train_rows / batch_size)
+    full, last = divmod(train_rows, batch_size)
+    training = request_workload(batch_size * rows_per_sample, max_per_job).times(full)
+    if last:
+        training = training + request_workload(last * rows_per_sample, max_per_job)
+    return RunEstimate(steps_per_epoch=steps, epochs=epochs, training_epoch=training,
+                       validation=request_workload(val_rows, max_per_job),
+                       test=request_workload(test_rows, max_per_job),
+                       largest_job=min(max(batch_size * rows_per_sample, val_rows, test_rows),
+                                       max_per_job or 1 << 62))
+
+
+def qpu_seconds(work: Workload, shots: int, seconds_per_shot: float, overhead_per_job: float) -> float:
+    return work.jobs * overhead_per_job + work.circuits * shots * seconds_per_shot
+
+
+def duration(seconds: float) -> str:
+    """'42 s', '3.5 min', '7.2 h', '3.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

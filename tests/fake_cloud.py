@@ -1,0 +1,153 @@
+"""A stand-in for IBM Quantum's cloud service, replacing it at its network boundary only.
+
+`FakeCloudService` is what `QiskitRuntimeService` would be: it names devices (`ibm_fez` backed
+by the fake device FakeFez, ...), hands out jobs, keeps them by id and finds them again with
+`job(job_id)`. It runs every job in qiskit-ibm-runtime's real local testing mode (its parent
+class), so the primitives, Session and Batch are the real ones. What a real cloud keeps across a
+client crash is kept in a folder: each job's result, and a log of every submission, so a test
+can count submissions across a kill -9 of the client.
+
+`install(root)` puts it in place in this process: `orchestrator.backends.ibm.connect_service`
+returns it, and qiskit-ibm-runtime's Session/Batch and primitives, which create a local service
+for a local device, get it too. `python -m tests.fake_cloud ROOT -- orchestrate args...` runs the
+command line that way in a subprocess (so it can be killed).
+
+Behaviour switches, read from ROOT/behaviour.json when a job is submitted:
+    {"hang_on_submission": 3}    the 3rd submission's job never returns its result to this client
+                                 (the job itself finishes in the cloud): the client looks stuck
+                                 on an in-flight job, which is when the test kills it
+    {"fail_results": [2, 5]}     the 2nd and 5th submissions' jobs fail (RuntimeJobFailureError)
+    {"fail_all": true}           every job fails
+    {"usage_seconds_per_row": x} jobs report quantum_seconds = rows * x in their usage metrics
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from qiskit.providers.exceptions import QiskitBackendNotFoundError
+from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError, RuntimeJobNotFound
+from qiskit_ibm_runtime.fake_provider.local_service import QiskitRuntimeLocalService
+
+from orchestrator.backends import resolve_fake_device
+
+DEVICES = {"ibm_fez": "fake_fez", "ibm_kingston": "fake_kingston", "ibm_torino": "fake_torino",
+           "ibm_manila": "fake_manila"}
+
+
+class CloudJob:
+    """A job as the cloud returns it: an id, a result (once done), usage metrics."""
+
+    def __init__(self, job_id: str, cloud: "FakeCloudService", hang: bool = False) -> None:
+        self._id, self._cloud, self._hang = job_id, cloud, hang
+
+    def job_id(self) -> str:
+        return self._id
+
+    def result(self):
+        while self._hang:          # the client waits on a job that is in flight (forever)
+            time.sleep(0.05)
+        stored = self._cloud.stored(self._id)
+        if stored["failed"]:
+            raise RuntimeJobFailureError(f"Unable to retrieve job result. Job {self._id} failed: error in the device")
+        return stored["result"]
+
+    def metrics(self) -> dict:
+        stored = self._cloud.stored(self._id)
+        return {"usage": {"quantum_seconds": stored["quantum_seconds"], "seconds": stored["quantum_seconds"]}}
+
+
+class FakeCloudService(QiskitRuntimeLocalService):
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = Path(root)
+        (self.root / "jobs").mkdir(parents=True, exist_ok=True)
+
+    # --- what QiskitRuntimeService offers -----------------------------------------------------
+
+    def backend(self, name: str = None, instance=None, use_fractional_gates=False):
+        if name not in DEVICES:
+            raise QiskitBackendNotFoundError(f"The backend {name} is not available to this account. "
+                                             "This might happen for example when a backend is retired.")
+        return resolve_fake_device(DEVICES[name])
+
+    def backends(self, name=None, min_num_qubits=None, instance=None, dynamic_circuits=None, filters=None,
+                 **kwargs):
+        devices = []
+        for ibm_name, fake_name in DEVICES.items():
+            device = resolve_fake_device(fake_name)
+            device.name = ibm_name   # how the cloud names it
+            devices.append(device)
+        return devices
+
+    def job(self, job_id: str) -> CloudJob:
+        if not (self.root / "jobs" / f"{job_id}.pkl").is_file():
+            raise RuntimeJobNotFound(f"Job not found: {job_id}")
+        return CloudJob(job_id, self)
+
+    # --- where the primitives submit --------------------------------------------------------------
+
+    def _run(self, program_id, inputs, options, **kwargs):
+        behaviour = self.behaviour()
+        number = self.count_submission()
+        local_job = super()._run(program_id=program_id, inputs=inputs, options=options, **kwargs)
+        failed = behaviour.get("fail_all", False) or number in behaviour.get("fail_results", [])
+        result = None if failed else local_job.result()   # the job runs to completion "in the cloud"
+        rows = sum(int(pub.parameter_values.shape[0]) if pub.parameter_values.shape else 1
+                   for pub in inputs["pubs"]) if not failed else 0
+        per_row = behaviour.get("usage_seconds_per_row")
+        job_id = f"cloud-{uuid.uuid4().hex[:16]}"
+        stored = {"result": result, "failed": failed,
+                  "quantum_seconds": rows * per_row if per_row is not None else None}
+        with open(self.root / "jobs" / f"{job_id}.pkl", "wb") as file:
+            pickle.dump(stored, file)
+        return CloudJob(job_id, self, hang=number == behaviour.get("hang_on_submission"))
+
+    # --- the cloud's own bookkeeping --------------------------------------------------------------
+
+    def stored(self, job_id: str) -> dict:
+        with open(self.root / "jobs" / f"{job_id}.pkl", "rb") as file:
+            return pickle.load(file)
+
+    def behaviour(self) -> dict:
+        path = self.root / "behaviour.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def count_submission(self) -> int:
+        with open(self.root / "submissions.log", "a") as log:
+            log.write("job\n")
+        return submissions(self.root)
+
+
+def submissions(root: Path) -> int:
+    path = Path(root) / "submissions.log"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def install(root: Path, patch=setattr) -> FakeCloudService:
+    """Replace the IBM cloud service (only it) in this process with a FakeCloudService in `root`;
+    `patch` is setattr, or pytest's monkeypatch.setattr to undo it after a test."""
+    import qiskit_ibm_runtime.fake_provider.local_service as local_service_module
+    import qiskit_ibm_runtime.session as session_module
+
+    from orchestrator.backends import ibm
+
+    cloud = FakeCloudService(root)
+    patch(ibm, "connect_service", lambda channel=None, instance=None: cloud)
+    patch(session_module, "QiskitRuntimeLocalService", lambda: cloud)        # Session / Batch on a local device
+    patch(local_service_module, "QiskitRuntimeLocalService", lambda: cloud)  # job mode (primitives on a device)
+    return cloud
+
+
+if __name__ == "__main__":
+    # python -m tests.fake_cloud ROOT -- ARGS...: `orchestrate ARGS...` against the fake cloud in ROOT
+    root, separator, *arguments = sys.argv[1:]
+    assert separator == "--", "usage: python -m tests.fake_cloud ROOT -- ARGS..."
+    install(Path(root))
+    from orchestrator.cli import main
+
+    sys.exit(main(arguments))

@@ -1,0 +1,283 @@
+"""IBM Quantum backends: fake devices in qiskit-ibm-runtime's local testing mode, and `ibm_<device>`
+against a stand-in for IBM's cloud service (tests/fake_cloud.py) that replaces only the service
+object; Session, Batch and EstimatorV2 are the real ones.
+
+The runs are tiny (2 qubits, depth 1, 60 SMS messages) because every job is a noisy simulation
+of a real device. The vectors are embedded once, in-process; subprocess runs hit that cache and
+never start Ray.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fake_cloud import install, submissions
+from orchestrator.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--limit", "60", "--epochs", "1", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
+        "--set", "train.batch_size=8", "--set", "quantum.shots=200", "--set", "quantum.seed=5",
+        "--set", "runtime.retry_backoff_seconds=0"]
+TOKEN = "tok-SECRET-5f1e9a-do-not-write"
+
+
+@pytest.fixture(scope="module")
+def cache(ray_session, tmp_path_factory):
+    """The tiny runs' vectors, embedded once on the shared Ray session."""
+    cache_dir = tmp_path_factory.mktemp("ibm-cache")
+    assert main(["embed", "-q", "--limit", "60", "--cache-dir", str(cache_dir)]) == 0
+    return cache_dir
+
+
+def one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith(" ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def read_journal(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
+
+
+def cloud_command(cloud_root: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.fake_cloud", str(cloud_root), "--", *args]
+
+
+def run_cloud(cloud_root: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(cloud_command(cloud_root, *args), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+# --- fake devices, locally ----------------------------------------------------------------------
+
+def test_fake_device_run_goes_through_a_session_and_the_estimator(cache, tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["run", *TINY, "--backend", "fake_manila", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    quantum, steps = summary["quantum"], summary["timing"]["steps"]
+    assert summary["backend"] == "fake_manila" and quantum["execution_mode"] == "session"
+    assert quantum["jobs"] == steps + 2 and quantum["shots"] == 200 * quantum["circuits"]
+    assert quantum["qpu_seconds"] is None and quantum["qpu_seconds_estimated"] > 0   # local mode bills nothing
+    assert quantum["transpilations"] == 1      # once per backend, never per step
+    events = read_journal(run_dir)
+    assert [e["event"] for e in events] == ["intent", "submitted", "result"] * quantum["jobs"]
+    assert len({e["job_id"] for e in events if e["event"] == "submitted"}) == quantum["jobs"]
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["quantum"]["backend"] == "fake_manila" and recorded["runtime"]["execution_mode"] == "session"
+
+
+@pytest.mark.parametrize("mode, expected", [("session", "Session"), ("batch", "Batch"), ("job", None)])
+def test_execution_modes_give_the_device_values_and_close(mode, expected, monkeypatch):
+    from qiskit_ibm_runtime import Session
+
+    from orchestrator.backends.aer import AerBackend, AerOptions
+    from orchestrator.backends.ibm import RuntimeBackend, RuntimeOptions
+    from orchestrator.circuits import QuantumSpec, build_dressed_circuit
+    from orchestrator.scheduler import ParameterShiftScheduler
+
+    closed = []
+    real_close = Session.close
+    monkeypatch.setattr(Session, "close", lambda self: (closed.append(type(self).__name__), real_close(self)))
+    template = build_dressed_circuit(QuantumSpec(2, 1))
+    table = np.array([[0.3, -0.7, 0.2, 1.1], [1.2, 0.4, -0.5, 0.1]])
+    backend = RuntimeBackend("fake_manila", RuntimeOptions(execution_mode=mode, shots=4000, seed=11))
+    noisy = ParameterShiftScheduler(template, backend).evaluate(table)
+    assert type(backend._mode).__name__ == expected if expected else backend._mode is None
+    backend.close()
+    assert closed == ([expected] if expected else [])
+    exact = ParameterShiftScheduler(template, AerBackend(AerOptions())).evaluate(table)
+    assert np.abs(noisy - exact).max() < 0.15      # device noise and shot noise, nothing more
+
+
+def test_mitigation_and_execution_options_reach_the_primitive():
+    from orchestrator.backends.ibm import RuntimeBackend, RuntimeOptions
+
+    options = RuntimeOptions(precision=0.05, resilience_level=1, dynamical_decoupling=True, dd_sequence="XY4",
+                             twirling=True)
+    estimator = RuntimeBackend("fake_manila", options).estimator()
+    assert estimator.options.default_precision == 0.05 and estimator.options.resilience_level == 1
+    assert estimator.options.dynamical_decoupling.enable is True
+    assert estimator.options.dynamical_decoupling.sequence_type == "XY4"
+    assert estimator.options.twirling.enable_gates is True and estimator.options.twirling.enable_measure is True
+
+
+# --- ibm_<device>: credentials, names, listing ---------------------------------------------------
+
+def test_ibm_backend_without_credentials_is_one_line(cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))     # no saved account either
+    run_dir = tmp_path / "run"
+    assert main(["run", *TINY, "--backend", "ibm_fez", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 2
+    line = one_error_line(capsys)
+    assert "no IBM Quantum credentials" in line and "QISKIT_IBM_TOKEN" in line
+    assert not run_dir.exists()
+    assert main(["backends"]) == 0
+    captured = capsys.readouterr()
+    assert "fake_fez" in captured.out and "156" in captured.out and "no IBM Quantum credentials" in captured.err
+
+
+def test_a_retired_device_is_named_with_the_devices_that_exist(cache, tmp_path, capsys, monkeypatch):
+    install(tmp_path / "cloud", monkeypatch.setattr)
+    run_dir = tmp_path / "run"
+    assert main(["run", *TINY, "--backend", "ibm_brisbane", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 2
+    line = one_error_line(capsys)
+    assert "'ibm_brisbane' is not available to this account (retired or unknown" in line
+    assert "operational backends: ibm_fez, ibm_kingston, ibm_manila, ibm_torino" in line
+    assert not run_dir.exists()
+
+
+def test_backends_lists_devices_with_qubits_status_and_queue(tmp_path, capsys, monkeypatch):
+    install(tmp_path / "cloud", monkeypatch.setattr)
+    assert main(["backends"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["ibm_fez"].split()[1] == "156" and "online" in rows["ibm_fez"]
+    assert rows["ibm_fez"].split()[2].isdigit()                      # the queue length
+    assert "local" in rows["fake_kingston"] and "aer_simulator" in rows
+
+
+# --- the job journal: kill -9 with a job in flight, resume re-attaches ----------------------------
+
+def start_killable_run(cloud_root: Path, run_dir: Path, cache: Path, hang_on: int, extra=()) -> None:
+    """Start a run whose `hang_on`-th job never answers the client; kill -9 the client once that
+    job's id is in the journal (the job is then in flight)."""
+    (cloud_root).mkdir(parents=True, exist_ok=True)
+    (cloud_root / "behaviour.json").write_text(json.dumps({"hang_on_submission": hang_on}))
+    process = subprocess.Popen(cloud_command(cloud_root, "run", *TINY, "--backend", "ibm_manila", *extra,
+                                             "--cache-dir", str(cache), "--run-dir", str(run_dir)),
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, "the run ended before the hanging job"
+        assert time.monotonic() < deadline
+        journal = run_dir / "jobs.jsonl"
+        if journal.is_file() and sum('"submitted"' in line for line in journal.read_text().splitlines()) >= hang_on:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    (cloud_root / "behaviour.json").unlink()
+
+
+@pytest.fixture(scope="module")
+def reference_cloud_run(cache, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    done = run_cloud(root / "cloud", "run", *TINY, "--backend", "ibm_manila", "--set", "train.checkpoint_every=4",
+                     "--cache-dir", str(cache), "--run-dir", str(root / "run"))
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_resume_reattaches_to_the_job_in_flight_and_never_pays_twice(cache, reference_cloud_run, tmp_path):
+    reference = json.loads((reference_cloud_run / "run" / "summary.json").read_text())
+    paid_for = submissions(reference_cloud_run / "cloud")
+    assert paid_for == reference["quantum"]["jobs"]
+
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    # checkpoints at steps 0 and 4: jobs 1-2 finish (their values in the run dir), job 3 is in flight
+    start_killable_run(cloud, run_dir, cache, hang_on=3, extra=["--set", "train.checkpoint_every=4"])
+    assert submissions(cloud) == 3 and not (run_dir / "summary.json").exists()
+    done = run_cloud(cloud, "resume", "-q", str(run_dir))
+    assert done.returncode == 0, done.stderr
+
+    assert submissions(cloud) == paid_for          # zero duplicate submissions
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum"]["jobs_reattached"] == 1 and summary["quantum"]["jobs_from_journal"] == 2
+    for key in ("test", "classical_baseline", "best", "epochs_run"):
+        assert summary[key] == reference[key], key
+    assert {k: summary["quantum"][k] for k in ("jobs", "circuits", "shots")} == \
+        {k: reference["quantum"][k] for k in ("jobs", "circuits", "shots")}
+
+
+def test_failed_jobs_are_journaled_and_submitted_again(cache, reference_cloud_run, tmp_path):
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    cloud.mkdir()
+    (cloud / "behaviour.json").write_text(json.dumps({"fail_results": [2]}))
+    done = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--set", "train.checkpoint_every=4",
+                     "--cache-dir", str(cache), "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    failed = [e for e in read_journal(run_dir) if e["event"] == "failed"]
+    assert len(failed) == 1 and "failed" in failed[0]["error"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum"]["jobs_resubmitted"] == 1
+    assert submissions(cloud) == submissions(reference_cloud_run / "cloud") + 1
+
+
+def test_a_backend_that_keeps_failing_stops_resumably(cache, tmp_path):
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    cloud.mkdir()
+    (cloud / "behaviour.json").write_text(json.dumps({"fail_all": True}))
+    failing = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--set", "runtime.retries=1",
+                        "--cache-dir", str(cache), "--run-dir", str(run_dir))
+    errors = [line for line in failing.stderr.splitlines() if line.startswith("error: ")]
+    assert failing.returncode == 2 and len(errors) == 1
+    assert "failed 2 times" in errors[0] and f"orchestrate resume {run_dir}" in errors[0]
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "summary.json").exists()
+    (cloud / "behaviour.json").unlink()          # the device is back
+    resumed = run_cloud(cloud, "resume", "-q", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "summary.json").is_file()
+
+
+def test_the_qpu_budget_stops_the_run_before_it_is_exceeded(cache, tmp_path):
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    cloud.mkdir()
+    # a training job (72 parameter sets) bills 36 s: jobs 1 and 2 fit in 100 s, job 3 would not
+    (cloud / "behaviour.json").write_text(json.dumps({"usage_seconds_per_row": 0.5}))
+    stopped = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--set", "runtime.max_qpu_seconds=100",
+                        "--cache-dir", str(cache), "--run-dir", str(run_dir))
+    errors = [line for line in stopped.stderr.splitlines() if line.startswith("error: ")]
+    assert stopped.returncode == 2 and len(errors) == 1 and "runtime.max_qpu_seconds" in errors[0]
+    journal = read_journal(run_dir)
+    spent = sum(e["quantum_seconds"] for e in journal if e["event"] == "result")
+    assert spent == pytest.approx(72) and submissions(cloud) == 2 == sum(e["event"] == "submitted" for e in journal)
+    resumed = run_cloud(cloud, "resume", "-q", str(run_dir), "--set", "runtime.max_qpu_seconds=100000")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    billed = sum(e["quantum_seconds"] for e in read_journal(run_dir) if e["event"] == "result")
+    assert summary["quantum"]["qpu_seconds"] == pytest.approx(billed) and billed > 100
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["runtime"]["max_qpu_seconds"] == 100000
+
+
+def test_resume_refuses_to_change_anything_but_runtime_settings(reference_cloud_run, capsys):
+    assert main(["resume", str(reference_cloud_run / "run"), "--set", "train.lr=0.5"]) == 2
+    assert "changes runtime settings only" in one_error_line(capsys)
+
+
+def test_the_token_is_never_written(cache, tmp_path):
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    done = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--cache-dir", str(cache),
+                     "--run-dir", str(run_dir), env_extra={"QISKIT_IBM_TOKEN": TOKEN})
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout and TOKEN not in done.stderr
+    written = [p for folder in (run_dir, cache) for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name == "checkpoint.pt" for p in written) and any(p.suffix == ".h5" for p in written)
+    for path in written:
+        assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_token_in_a_config_is_refused(capsys, tmp_path):
+    assert main(["run", "--set", f"runtime.token={TOKEN}", "--run-dir", str(tmp_path / "run")]) == 2
+    line = one_error_line(capsys)
+    assert "a token never goes into a config" in line and TOKEN not in line
+
+
+# --- estimate -----------------------------------------------------------------------------------
+
+def test_estimate_counts_what_a_run_then_submits(cache, reference_cloud_run, capsys):
+    reference = json.loads((reference_cloud_run / "run" / "summary.json").read_text())
+    assert main(["estimate", *TINY, "--backend", "fake_manila", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    whole = next(line for line in out.splitlines() if line.startswith("whole run"))
+    jobs, circuits, shots = (int(v.replace(",", "")) for v in whole.split()[-3:])
+    assert (jobs, circuits, shots) == (reference["quantum"]["jobs"], reference["quantum"]["circuits"],
+                                       reference["quantum"]["shots"])
+    assert "QPU time" in out and "whole run" in out.split("QPU time")[1]
