@@ -91,6 +91,8 @@ class QuantumConfig:
     seed: Optional[int] = None          # seeds Aer's sampling when shots are used
     optimization_level: int = 1         # preset pass manager level; the template is transpiled once per backend
     max_parameter_sets_per_job: Optional[int] = None  # split larger tables into several jobs
+    noise_model: Optional[str] = None   # aer_simulator only: a fake device's noise (fake_fez, ...), simulated
+                                        # on the circuit's own qubits: far faster than the fake_<device> backend
 
 
 @dataclass
@@ -122,9 +124,9 @@ class TrainConfig:
     schedule: str = "cosine"            # cosine (to 0 over all steps) | none
     class_weights: str = "auto"         # auto (balanced when the classes are imbalanced) | balanced | none
     batch_size: int = 16
-    epochs: int = 8
+    epochs: int = 12
     seed: int = 0
-    patience: int = 3                   # stop after this many epochs without a better validation metric
+    patience: int = 5                   # stop after this many epochs without a better validation metric
     select_metric: str = "f1_positive"  # validation metric that picks the best checkpoint
     checkpoint_every: int = 100         # also checkpoint every N steps (0: at epoch ends only)
 
@@ -283,6 +285,12 @@ def validate(config: Config) -> None:
                                         ("runtime", "max_session_seconds", config.runtime.max_session_seconds, 1)):
         if value is not None and value < least:
             raise UserError(f"config: {section}.{name} must be at least {least}, not {value}")
+    if q.noise_model is not None:
+        from orchestrator.backends import backend_kind, fake_device_class
+
+        if backend_kind(q.backend) != "aer":
+            raise UserError(f"config: quantum.noise_model applies to aer_simulator only; {q.backend} has its own noise")
+        fake_device_class(q.noise_model)
     if q.optimization_level > 3:
         raise UserError(f"config: quantum.optimization_level must be 0 to 3, not {q.optimization_level}")
     r = config.runtime

@@ -116,7 +116,7 @@ def build_head(config: Config, n_features: int, n_classes: int, run_dir: Path | 
     spec = QuantumSpec(n_qubits=q.n_qubits, depth=q.depth)
     if backend_kind(q.backend) == "aer":
         return build_hybrid_head(n_features, n_classes, spec=spec, optimization_level=q.optimization_level,
-                                 aer_options=AerOptions(shots=q.shots, seed=q.seed,
+                                 aer_options=AerOptions(shots=q.shots, seed=q.seed, noise_model=q.noise_model,
                                                         max_parameter_sets_per_job=q.max_parameter_sets_per_job))
     from orchestrator.backends.ibm import RuntimeBackend, runtime_options
     from orchestrator.journal import JobJournal

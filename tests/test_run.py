@@ -58,7 +58,7 @@ def test_run_dir_holds_every_file(two_runs):
     assert not list(run_dir.glob(".*.tmp")), "no temporary files may be left behind"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None,
-                                 "optimization_level": 1, "max_parameter_sets_per_job": None}
+                                 "optimization_level": 1, "max_parameter_sets_per_job": None, "noise_model": None}
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
 
 
