@@ -253,12 +253,13 @@ class ParameterShiftScheduler:
                 except Exception as problem:
                     self.job_hook.job_failed(intent, job.job_id, problem)
                     failures += 1
-                    retries = getattr(self.backend, "job_retries", 0)
+                    retries = getattr(self.backend, "job_retries", None)
+                    if retries is None:     # a local backend: its error is a bug to see, not an outage
+                        raise
                     if failures > retries:
-                        if retries == 0:
-                            raise
-                        raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed {failures} times; "
-                                             f"last: {str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__}") from problem
+                        last = (str(problem).strip() or type(problem).__name__).splitlines()[0]
+                        raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed "
+                                             f"{failures} time{'s' if failures > 1 else ''}; last: {last}") from problem
                     self.counters.resubmitted += 1
                     job = submit(intent)
             if expectations.shape != (intent.rows, n_observables):

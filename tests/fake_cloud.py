@@ -19,6 +19,7 @@ Behaviour switches, read from ROOT/behaviour.json when a job is submitted:
     {"fail_results": [2, 5]}     the 2nd and 5th submissions' jobs fail (RuntimeJobFailureError)
     {"fail_all": true}           every job fails
     {"usage_seconds_per_row": x} jobs report quantum_seconds = rows * x in their usage metrics
+    {"interrupt_on_submission": 2} the user presses Ctrl-C while the 2nd job is being submitted
 """
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ class FakeCloudService(QiskitRuntimeLocalService):
     def _run(self, program_id, inputs, options, **kwargs):
         behaviour = self.behaviour()
         number = self.count_submission()
+        if number == behaviour.get("interrupt_on_submission"):
+            raise KeyboardInterrupt
         local_job = super()._run(program_id=program_id, inputs=inputs, options=options, **kwargs)
         failed = behaviour.get("fail_all", False) or number in behaviour.get("fail_results", [])
         result = None if failed else local_job.result()   # the job runs to completion "in the cloud"

@@ -144,6 +144,27 @@ def test_backends_lists_devices_with_qubits_status_and_queue(tmp_path, capsys, m
     assert "local" in rows["fake_kingston"] and "aer_simulator" in rows
 
 
+@pytest.mark.parametrize("behaviour, message", [
+    ({"fail_all": True}, "failed 1 time; last:"),
+    ({"interrupt_on_submission": 2}, "interrupted; continue the run with: orchestrate resume"),
+])
+def test_the_session_is_closed_when_a_run_fails_or_is_interrupted(cache, tmp_path, capsys, monkeypatch,
+                                                                  behaviour, message):
+    from qiskit_ibm_runtime import Session
+
+    closed = []
+    real_close = Session.close
+    monkeypatch.setattr(Session, "close", lambda self: (closed.append(self), real_close(self)))
+    cloud = install(tmp_path / "cloud", monkeypatch.setattr)
+    (cloud.root / "behaviour.json").write_text(json.dumps(behaviour))
+    run_dir = tmp_path / "run"
+    code = main(["run", *TINY, "--backend", "ibm_manila", "--set", "runtime.retries=0",
+                 "--cache-dir", str(cache), "--run-dir", str(run_dir)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and message in errors[0] and f"orchestrate resume {run_dir}" in errors[0]
+    assert len(closed) == 1 and (run_dir / "checkpoint.pt").is_file()
+
+
 # --- the job journal: kill -9 with a job in flight, resume re-attaches ----------------------------
 
 def start_killable_run(cloud_root: Path, run_dir: Path, cache: Path, hang_on: int, extra=()) -> None:
