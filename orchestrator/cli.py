@@ -93,15 +93,8 @@ def resolved_config(args: argparse.Namespace):
     if getattr(args, "epochs", None) is not None:
         overrides.append(f"train.epochs={args.epochs}")
     if getattr(args, "backend", None) is not None:
-        overrides.append(f"quantum.backend={checked_backend(args.backend)}")
+        overrides.append(f"quantum.backend={args.backend}")   # checked with the config (backends.backend_kind)
     return load_config(args.config, overrides)
-
-
-def checked_backend(name: str) -> str:
-    from orchestrator.backends import check_backend_name
-
-    check_backend_name(name)
-    return name
 
 
 def check_ibm_backend(config) -> None:
@@ -238,7 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from orchestrator.embed import embed_dataset
     from orchestrator.inference import load_run
 
-    run = load_run(args.run_dir, backend=args.backend and checked_backend(args.backend))
+    run = load_run(args.run_dir, backend=args.backend)
     config = run.config
     if args.cache_dir:
         config.embedding.cache_dir = args.cache_dir
@@ -276,7 +269,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.file):
         raise UserError("give the texts to classify as arguments or with --file F, not both and not neither")
     texts = check_texts(args.texts) if args.texts else read_texts(args.file)
-    run = load_run(args.run_dir, backend=args.backend and checked_backend(args.backend))
+    run = load_run(args.run_dir, backend=args.backend)
     probabilities = run.probabilities(encode_texts(texts, run))
     for text, row in zip(texts, probabilities):
         label = run.label_names[int(row.argmax())]
