@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ from orchestrator.circuits import (QuantumSpec, TranspileCache, build_dressed_ci
                                    simulate_table, transpile_template)
 from orchestrator.model import HybridHead  # noqa: E402
 from orchestrator.scheduler import ParameterShiftScheduler  # noqa: E402
+from turns import interleaved  # noqa: E402  (bench/turns.py)
 from orchestrator.shift_rule import rows_per_sample  # noqa: E402
 
 # W1, read from the same environment variables as anchors/workload.py
@@ -127,22 +127,6 @@ class AerFloorCall:
         t0 = time.perf_counter()
         self.est.run([(self.qc, self.obs, self.vals)]).result()
         return time.perf_counter() - t0
-
-
-def interleaved(timers: dict, rounds: int) -> dict:
-    """One untimed warm-up each, then `rounds` rounds calling every timer once; medians.
-
-    Each round runs the timers in a fresh random order: a call can leave work behind for the
-    next one (Aer's threads, garbage), so no timer should always follow the same neighbour.
-    """
-    for timer in timers.values():
-        timer()
-    order = np.random.default_rng(SEED)
-    samples = {name: [] for name in timers}
-    for _ in range(rounds):
-        for name in order.permutation(list(timers)):
-            samples[name].append(timers[name]())
-    return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
 def run_anchor(script: str, python: str, extra_env: dict, timeout: float) -> dict:

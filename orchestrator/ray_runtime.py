@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Optional
+
+from orchestrator.errors import UserError
+
+PLACEMENT_TIMEOUT_S = 60.0  # ORCHESTRATOR_PLACEMENT_TIMEOUT_S overrides it
 
 
 def connect(address: Optional[str] = None):
@@ -15,6 +20,7 @@ def connect(address: Optional[str] = None):
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
+        check_reachable(address)
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     else:
         # Ray starts workers at niceness 15: on a machine doing anything else, the actors that do
@@ -23,3 +29,42 @@ def connect(address: Optional[str] = None):
         ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Refuse an address nothing answers at, at once: Ray itself would retry it for minutes.
+
+    `auto` and `local` are left to Ray (they name no host)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address in ("auto", "local"):
+            return
+        raise UserError(f"Ray address {address!r} is not host:port (nor 'auto')")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as problem:
+        raise UserError(f"no Ray cluster answers at {address} ({problem.strerror or problem}); "
+                        f"check --ray-address / RAY_ADDRESS") from None
+
+
+def placement_timeout_s() -> float:
+    """How long an actor may wait for a place on the cluster before the run goes on without it."""
+    return float(os.environ.get("ORCHESTRATOR_PLACEMENT_TIMEOUT_S", PLACEMENT_TIMEOUT_S))
+
+
+def placed_actors(ray, actors: list, timeout_s: float) -> list:
+    """The actors whose ready() returned within `timeout_s`: those that found a place on the cluster.
+
+    Ray queues an actor it has no room for until room appears, which may be never: this bounds the wait.
+    """
+    probes = {actor.ready.remote(): actor for actor in actors}
+    done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=timeout_s)
+    return [probes[ref] for ref in done if ray_call_succeeded(ray, ref)]
+
+
+def ray_call_succeeded(ray, ref) -> bool:
+    try:
+        ray.get(ref)
+        return True
+    except ray.exceptions.RayActorError:
+        return False

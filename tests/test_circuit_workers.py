@@ -1,5 +1,6 @@
 """Ray circuit workers: a large table split over actors gives the unsplit evaluation's result."""
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -73,3 +74,79 @@ def test_more_workers_than_cluster_cpus_is_refused_instead_of_hanging(ray_sessio
     with pytest.raises(UserError, match="64"):
         backend.submit(compiled.circuit, compiled.observables, w1_table(batch=1)[:, compiled.columns], None)
     assert backend.workers_started == 0
+
+
+def busy_descendant(title: str):
+    """A process started (via Ray) by this test process whose title is `title`, or None."""
+    import psutil
+
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.cmdline()[:1] == [title]:
+                return process
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
+
+
+def test_a_circuit_worker_killed_mid_evaluation_is_restarted_and_its_slice_rerun(ray_session):
+    """SIGKILL of a worker's process while it evaluates its slice: Ray restarts the actor, runs the
+    slice again there, and the result equals an undisturbed evaluation's, bit for bit."""
+    import signal
+    import threading
+
+    backend = AerBackend(AerOptions(workers=2, min_rows_for_workers=1))
+    compiled = ParameterShiftScheduler(build_dressed_circuit(W1), backend,
+                                       transpile_cache=TranspileCache()).transpiled()
+    table = w1_table(batch=400)[:, compiled.columns]                  # 22,800 rows: a second or two per slice
+    undisturbed = AerBackend().run(compiled.circuit, compiled.observables, table)
+    killed = []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            victim = busy_descendant("ray::CircuitWorker.evaluate")
+            if victim is not None:
+                victim.send_signal(signal.SIGKILL)
+                killed.append(victim)
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    try:
+        killer.start()
+        values = backend.submit(compiled.circuit, compiled.observables, table, None).result()
+        killer.join()
+    finally:
+        backend.close()
+    assert killed and not killed[0].is_running(), "a worker was killed while it evaluated"
+    np.testing.assert_array_equal(values, undisturbed)
+
+
+def test_circuit_workers_without_a_place_are_left_out_with_a_message_not_waited_for(ray_session, capsys):
+    from orchestrator.ray_runtime import placed_actors
+    from workers.circuits import start_circuit_workers
+
+    ray = ray_session
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ready(self):
+            return True
+
+    holders, workers = [], []
+    try:
+        while True:   # take every free CPU (one that has no place within 2 s means none is left)
+            holder = Holder.remote()
+            if not placed_actors(ray, [holder], 2):
+                ray.kill(holder)
+                break
+            holders.append(holder)
+        ray.kill(holders.pop())                                                  # give one CPU back
+        workers = start_circuit_workers(AerOptions(), 2, timeout_s=3)
+        assert len(workers) == 1
+        assert "only 1 of 2 circuit workers found a place on the Ray cluster within 3 s" in capsys.readouterr().err
+        with pytest.raises(UserError, match="no circuit worker found a place on the Ray cluster within 3 s"):
+            start_circuit_workers(AerOptions(), 1, timeout_s=3)               # every CPU is taken again
+    finally:
+        for actor in holders + workers:
+            ray.kill(actor)
