@@ -325,7 +325,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
     print(f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}")
     print(f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}")
-    step = estimate_run(t.batch_size, 0, 0, spec, t.batch_size, 1, q.max_parameter_sets_per_job).training_epoch
+    step = plan.step
     for label, work in (("one training step", step), (f"one epoch ({plan.steps_per_epoch} steps + validation)", plan.epoch),
                         (f"whole run ({t.epochs} epochs + test)", plan.run)):
         print(f"{label:<36} {work.jobs:>8,} {work.circuits:>12,} {work.shots(shots):>16,}")

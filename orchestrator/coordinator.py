@@ -30,6 +30,7 @@ from torch import nn
 from orchestrator import baseline, runs
 from orchestrator.config import Config, to_dict
 from orchestrator.data import Dataset, Split
+from orchestrator.journal import JobJournal
 from orchestrator.metrics import Scores, score
 
 IMBALANCE_RATIO = 1.5  # class_weights auto: balance when the largest class is this many times the smallest
@@ -119,7 +120,6 @@ def build_head(config: Config, n_features: int, n_classes: int, run_dir: Path | 
                                  aer_options=AerOptions(shots=q.shots, seed=q.seed, noise_model=q.noise_model,
                                                         max_parameter_sets_per_job=q.max_parameter_sets_per_job))
     from orchestrator.backends.ibm import RuntimeBackend, runtime_options
-    from orchestrator.journal import JobJournal
 
     backend = RuntimeBackend(q.backend, runtime_options(config))
     head = build_hybrid_head(n_features, n_classes, spec=spec, backend=backend, optimization_level=q.optimization_level)
@@ -208,9 +208,8 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
                 "train_seconds": train_seconds_before + time.perf_counter() - train_started,
                 "counters": {"jobs": counters.total.jobs, "circuits": counters.total.circuits,
                              "shots": counters.total.shots, "requests": counters.requests}})
-            journal = head.scheduler.job_hook
-            if hasattr(journal, "prune"):
-                journal.prune(up_to_request=counters.requests)   # no resume replays what this checkpoint covers
+            if isinstance(head.scheduler.job_hook, JobJournal):   # no resume replays what this checkpoint covers
+                head.scheduler.job_hook.prune(up_to_request=counters.requests)
 
         if not resume:
             checkpoint(0, epoch_order(len(train.y), t.seed, 0), 0)  # resumable from the very first step
@@ -340,7 +339,7 @@ def quantum_usage(head, config: Config) -> dict:
     usage = {"jobs": counters.total.jobs, "circuits": counters.total.circuits, "shots": counters.total.shots,
              "qpu_seconds": 0.0}   # a simulator uses no QPU time
     journal = head.scheduler.job_hook
-    if hasattr(journal, "billed_seconds"):
+    if isinstance(journal, JobJournal):
         backend = head.scheduler.backend
         usage.update(qpu_seconds=journal.billed_seconds(),     # None: the backend reported none (local mode)
                      qpu_seconds_estimated=journal.spent_seconds(),

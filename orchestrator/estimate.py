@@ -34,6 +34,7 @@ class Workload:
 class RunEstimate:
     steps_per_epoch: int
     epochs: int
+    step: Workload               # one training step of a full batch
     training_epoch: Workload     # the training steps of one epoch
     validation: Workload         # one validation pass (once per epoch)
     test: Workload               # the final test pass
@@ -58,10 +59,11 @@ def estimate_run(train_rows: int, val_rows: int, test_rows: int, spec: QuantumSp
     rows_per_sample = 1 + 2 * spec.n_parameters
     steps = math.ceil(train_rows / batch_size)
     full, last = divmod(train_rows, batch_size)
-    training = request_workload(batch_size * rows_per_sample, max_per_job).times(full)
+    step = request_workload(batch_size * rows_per_sample, max_per_job)
+    training = step.times(full)
     if last:
         training = training + request_workload(last * rows_per_sample, max_per_job)
-    return RunEstimate(steps_per_epoch=steps, epochs=epochs, training_epoch=training,
+    return RunEstimate(steps_per_epoch=steps, epochs=epochs, step=step, training_epoch=training,
                        validation=request_workload(val_rows, max_per_job),
                        test=request_workload(test_rows, max_per_job),
                        largest_job=min(max(batch_size * rows_per_sample, val_rows, test_rows),
