@@ -91,6 +91,8 @@ class QuantumConfig:
     seed: Optional[int] = None          # seeds Aer's sampling when shots are used
     optimization_level: int = 1         # preset pass manager level; the template is transpiled once per backend
     max_parameter_sets_per_job: Optional[int] = None  # split larger tables into several jobs
+    circuit_workers: int = 0            # aer_simulator only: Ray circuit workers a large table is split over
+    min_rows_for_workers: int = 4096    # ... when it has at least this many rows (README: scaling model)
     noise_model: Optional[str] = None   # aer_simulator only: a fake device's noise (fake_fez, ...), simulated
                                         # on the circuit's own qubits: far faster than the fake_<device> backend
 
@@ -279,6 +281,8 @@ def validate(config: Config) -> None:
                                         ("train", "epochs", t.epochs, 1), ("train", "patience", t.patience, 1),
                                         ("train", "checkpoint_every", t.checkpoint_every, 0),
                                         ("quantum", "optimization_level", q.optimization_level, 0),
+                                        ("quantum", "circuit_workers", q.circuit_workers, 0),
+                                        ("quantum", "min_rows_for_workers", q.min_rows_for_workers, 1),
                                         ("quantum", "max_parameter_sets_per_job", q.max_parameter_sets_per_job, 1),
                                         ("runtime", "default_shots", config.runtime.default_shots, 1),
                                         ("runtime", "retries", config.runtime.retries, 0),

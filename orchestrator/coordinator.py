@@ -116,9 +116,15 @@ def build_head(config: Config, n_features: int, n_classes: int, run_dir: Path | 
     q = config.quantum
     spec = QuantumSpec(n_qubits=q.n_qubits, depth=q.depth)
     if backend_kind(q.backend) == "aer":
+        if q.circuit_workers:
+            from orchestrator.ray_runtime import connect
+
+            connect(config.ray.address)   # the workers join the run's cluster
         return build_hybrid_head(n_features, n_classes, spec=spec, optimization_level=q.optimization_level,
                                  aer_options=AerOptions(shots=q.shots, seed=q.seed, noise_model=q.noise_model,
-                                                        max_parameter_sets_per_job=q.max_parameter_sets_per_job))
+                                                        max_parameter_sets_per_job=q.max_parameter_sets_per_job,
+                                                        workers=q.circuit_workers,
+                                                        min_rows_for_workers=q.min_rows_for_workers))
     from orchestrator.backends.ibm import RuntimeBackend, runtime_options
 
     backend = RuntimeBackend(q.backend, runtime_options(config))
@@ -296,6 +302,7 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
             optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
             epochs=t.epochs, seed=t.seed, select_metric=t.select_metric, positive=positive)
         classical_head_test = score(test.y.numpy(), baseline.predict(classical_head, test.x), n_classes, positive)
+        quantum = quantum_usage(head, config)   # before the backend closes (and stops its workers)
 
     summary = {
         "dataset": config.data.name,
@@ -309,7 +316,7 @@ def train_and_report(config: Config, dataset: Dataset, vectors: np.ndarray, spli
             "accuracy": logistic_test.accuracy, "f1_positive": logistic_test.f1_positive,
             "logistic_regression": brief(logistic_test),
             "classical_head": brief(classical_head_test)},
-        "quantum": quantum_usage(head, config),
+        "quantum": quantum,
         "timing": {"embed_s": embed_info["seconds"], "train_s": train_seconds, "steps": step,
                    "step_s_median": statistics.median(step_seconds) if step_seconds else 0.0},
         "cache": {"path": embed_info["path"], "key": embed_info["key"], "hit": embed_info["hit"]},
@@ -338,6 +345,9 @@ def quantum_usage(head, config: Config) -> dict:
     counters = head.scheduler.counters
     usage = {"jobs": counters.total.jobs, "circuits": counters.total.circuits, "shots": counters.total.shots,
              "qpu_seconds": 0.0}   # a simulator uses no QPU time
+    workers = getattr(head.scheduler.backend, "workers_started", None)
+    if workers is not None:
+        usage["circuit_workers"] = workers      # Aer: Ray workers that evaluated slices of large tables
     journal = head.scheduler.job_hook
     if isinstance(journal, JobJournal):
         backend = head.scheduler.backend

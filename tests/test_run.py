@@ -58,7 +58,8 @@ def test_run_dir_holds_every_file(two_runs):
     assert not list(run_dir.glob(".*.tmp")), "no temporary files may be left behind"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None,
-                                 "optimization_level": 1, "max_parameter_sets_per_job": None, "noise_model": None}
+                                 "optimization_level": 1, "max_parameter_sets_per_job": None,
+                                 "circuit_workers": 0, "min_rows_for_workers": 4096, "noise_model": None}
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
 
 
@@ -101,6 +102,18 @@ def test_checkpoint_holds_the_whole_training_state(two_runs):
     assert {"model", "optimizer", "lr_scheduler", "rng", "step", "epoch", "data_order", "best"} <= set(state)
     assert set(state["rng"]) == {"torch", "numpy", "python"}
     assert state["epoch"] == 2 and state["step"] == json.loads((two_runs[0] / "summary.json").read_text())["timing"]["steps"]
+
+
+def test_circuit_workers_give_the_same_run(two_runs, tmp_path):
+    """Training steps split over 2 Ray circuit workers: exact Aer, so the very same numbers."""
+    run_dir = tmp_path / "split"
+    assert main(["run", *SMALL, "--cache-dir", str(two_runs[0].parent / "cache"), "--run-dir", str(run_dir),
+                 "--set", "quantum.circuit_workers=2", "--set", "quantum.min_rows_for_workers=100"]) == 0
+    split, whole = (json.loads((d / "summary.json").read_text()) for d in (run_dir, two_runs[0]))
+    for key in ("test", "classical_baseline", "best"):
+        assert split[key] == whole[key], key
+    assert (split["quantum"].pop("circuit_workers"), whole["quantum"].pop("circuit_workers")) == (2, 0)
+    assert split["quantum"] == whole["quantum"]     # the same jobs: a split job still counts once
 
 
 def test_second_run_is_a_cache_hit_with_the_same_numbers(two_runs):
