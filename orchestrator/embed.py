@@ -21,7 +21,7 @@ from embeddings.models import ResolvedModel, resolve_model
 from embeddings.store import CachedEmbeddings, CorruptCache, EmbeddingStore, ShardPlan, cache_key
 from orchestrator.config import EmbeddingConfig
 from orchestrator.data import Dataset
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, first_line
 from orchestrator.ray_runtime import placed_actors, placement_timeout_s, ray_call_succeeded
 
 IN_FLIGHT_PER_WORKER = 2  # one shard running, one queued, so no actor waits on the driver
@@ -316,7 +316,7 @@ class EmbeddingPool:
                     if actor in live:
                         live.remove(actor)
                         recovering[actor.ready.remote()] = actor
-                        self.log(f"warning: an embedding worker died ({first_line(e)}); shard {task.index} "
+                        self.log(f"warning: an embedding worker died ({first_line(e, 200)}); shard {task.index} "
                                  f"goes to another worker", file=sys.stderr)
                     fill()
                     continue
@@ -353,11 +353,6 @@ def describe_needs(needs: dict, count: int) -> str:
 
 def describe_free(free: dict, needs: dict) -> str:
     return " and ".join(f"{free.get(name, 0):g} {name}" for name in needs)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def describe_actor_failure(error: BaseException) -> BaseException:

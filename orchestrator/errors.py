@@ -1,4 +1,11 @@
 """The one exception type that reaches the user as a single line and exit code 2."""
+from __future__ import annotations
+
+
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """The first line of an error's message (its type's name when it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
 class UserError(Exception):

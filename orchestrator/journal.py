@@ -29,6 +29,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from orchestrator.atomic import write_bytes_atomically
+from orchestrator.errors import first_line
 from orchestrator.scheduler import JobHook, JobIntent, RecordedJob
 
 JOURNAL = "jobs.jsonl"
@@ -51,8 +52,7 @@ class JobJournal(JobHook):
         for event in read_events(self.path):
             key = (event["request"], event["index"])
             if event["event"] == "intent":
-                self.jobs[key] = {"digest": event["digest"], "job_id": None, "file": None, "rows": event.get("rows", 0),
-                                  "quantum_seconds": None, "estimated_seconds": event.get("estimated_seconds", 0.0)}
+                self.jobs[key] = job_entry(event["digest"], event.get("rows", 0), event.get("estimated_seconds", 0.0))
             elif key in self.jobs and event["event"] == "submitted":
                 self.jobs[key]["job_id"] = event["job_id"]
             elif key in self.jobs and event["event"] == "result":
@@ -80,9 +80,7 @@ class JobJournal(JobHook):
             raise QpuBudgetExceeded(
                 f"the next job (about {estimate:.1f} QPU s) would take the run past runtime.max_qpu_seconds "
                 f"({self.spent_seconds():.1f} of {self.max_qpu_seconds:g} s spent)")
-        self.jobs[(intent.request, intent.index)] = {"digest": intent.digest, "job_id": None, "file": None,
-                                                     "quantum_seconds": None, "estimated_seconds": estimate,
-                                                     "rows": intent.rows}
+        self.jobs[(intent.request, intent.index)] = job_entry(intent.digest, intent.rows, estimate)
         self.append({"event": "intent", "request": intent.request, "index": intent.index, "n_jobs": intent.n_jobs,
                      "backend": intent.backend, "rows": intent.rows, "shots": intent.shots,
                      "digest": intent.digest, "estimated_seconds": estimate})
@@ -98,7 +96,7 @@ class JobJournal(JobHook):
         buffer = io.BytesIO()
         np.save(buffer, expectations)
         write_bytes_atomically(self.results.parent / name, buffer.getvalue())
-        job = self.jobs.setdefault((intent.request, intent.index), {"digest": intent.digest, "estimated_seconds": 0.0})
+        job = self.jobs.setdefault((intent.request, intent.index), job_entry(intent.digest, intent.rows, 0.0))
         job.update(job_id=job_id, file=name, quantum_seconds=quantum_seconds)
         self.append({"event": "result", "request": intent.request, "index": intent.index, "job_id": job_id,
                      "file": name, "quantum_seconds": quantum_seconds,
@@ -106,7 +104,7 @@ class JobJournal(JobHook):
 
     def job_failed(self, intent: JobIntent, job_id: str, problem: BaseException) -> None:
         self.append({"event": "failed", "request": intent.request, "index": intent.index, "job_id": job_id,
-                     "error": (str(problem).strip() or type(problem).__name__).splitlines()[0][:500]})
+                     "error": first_line(problem, 500)})
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -141,6 +139,12 @@ class JobJournal(JobHook):
             journal.write(json.dumps(event) + "\n")
             journal.flush()
             os.fsync(journal.fileno())
+
+
+def job_entry(digest: str, rows: int, estimated_seconds: float) -> dict:
+    """What the journal knows of a job it has just seen the intent of."""
+    return {"digest": digest, "rows": rows, "estimated_seconds": estimated_seconds, "job_id": None, "file": None,
+            "quantum_seconds": None}
 
 
 def end_torn_line(path: Path) -> None:

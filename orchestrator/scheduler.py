@@ -25,6 +25,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from orchestrator import shift_rule
+from orchestrator.errors import first_line
 from orchestrator.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
                                    TranspiledTemplate)
 
@@ -257,9 +258,8 @@ class ParameterShiftScheduler:
                     if retries is None:     # a local backend: its error is a bug to see, not an outage
                         raise
                     if failures > retries:
-                        last = (str(problem).strip() or type(problem).__name__).splitlines()[0]
-                        raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed "
-                                             f"{failures} time{'s' if failures > 1 else ''}; last: {last}") from problem
+                        raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed {failures} "
+                                             f"time{'s' if failures > 1 else ''}; last: {first_line(problem)}") from problem
                     self.counters.resubmitted += 1
                     job = submit(intent)
             if expectations.shape != (intent.rows, n_observables):

@@ -27,7 +27,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from orchestrator.backends import backend_kind, estimator_pub, expectations_from_pub_result, resolve_fake_device
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, first_line
 from orchestrator.scheduler import BackendFailure
 
 CREDENTIALS_HELP = ("set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE, optionally QISKIT_IBM_CHANNEL), or save an "
@@ -120,11 +120,6 @@ def describe_backends(service) -> list[dict]:
         rows.append({"name": device.name, "qubits": device.num_qubits, "status": state, "queue": pending,
                      "local": False})
     return sorted(rows, key=lambda row: row["name"])
-
-
-def first_line(problem: BaseException) -> str:
-    text = str(problem).strip() or type(problem).__name__
-    return text.splitlines()[0]
 
 
 def scrub(text: str) -> str:
