@@ -57,17 +57,19 @@ class Project:
         from embeddings.models import resolve_model
         from orchestrator.config import DataConfig, EmbeddingConfig
         from orchestrator.data import load_dataset
-        from orchestrator.embed import EmbeddingPool
+        from embeddings.stage import with_model_pooling
+        from workers.embedding import EmbeddingPool
 
         self.tmp, self.runs = tmp, 0
-        self.dataset = load_dataset(DataConfig(format="uci"), path=str(DATA))
+        self.dataset = load_dataset(DataConfig(format="uci", path=str(DATA)))
         self.config = lambda cache_dir: EmbeddingConfig(max_length=MAX_LENGTH, cache_dir=cache_dir)
-        self.pool = EmbeddingPool(resolve_model(self.config(tmp).model), self.config(tmp))
+        model = resolve_model(self.config(tmp).model)
+        self.pool = EmbeddingPool(model, with_model_pooling(self.config(tmp), model))
         self.texts_per_s()  # warm-up
 
     def texts_per_s(self) -> float:
         """One full embedding of the dataset into a fresh cache folder."""
-        from orchestrator.embed import embed_dataset
+        from embeddings.stage import embed_dataset
 
         self.runs += 1
         started = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("RAY_worker_niceness", "0")   # as orchestrator.ray_runtime does for its local Ray
+os.environ.setdefault("RAY_worker_niceness", "0")   # as workers.cluster does for its local Ray
 
 import numpy as np  # noqa: E402
 
@@ -39,11 +39,12 @@ DATA = Path(os.environ.get("B_DATA", SHARED / "data" / "sms_spam" / "SMSSpamColl
 SEED = 0
 sys.path.insert(0, str(REPO))
 
-from orchestrator.backends.aer import AerBackend, AerOptions  # noqa: E402
-from orchestrator.circuits import QuantumSpec, TranspileCache, build_dressed_circuit  # noqa: E402
-from orchestrator.scheduler import ParameterShiftScheduler  # noqa: E402
+from orchestrator.quantum.backends import aer_on_workers  # noqa: E402
+from orchestrator.quantum.backends.aer import AerBackend, AerOptions  # noqa: E402
+from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit  # noqa: E402
+from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)
-from orchestrator.shift_rule import rows_per_sample, shifted_parameter_table  # noqa: E402
+from orchestrator.quantum.shift_rule import rows_per_sample, shifted_parameter_table  # noqa: E402
 
 SPEC = QuantumSpec(n_qubits=4, depth=6)
 
@@ -71,7 +72,7 @@ def circuit_table(rows: int):
 
 def bench_circuits(rows: int, rounds: int) -> dict:
     compiled, table = circuit_table(rows)
-    backends = {f"{n} worker{'s' if n > 1 else ''}": AerBackend(AerOptions(workers=n, min_rows_for_workers=1))
+    backends = {f"{n} worker{'s' if n > 1 else ''}": aer_on_workers(AerOptions(), workers=n, min_rows=1)
                 for n in (1, 2)}
     local = AerBackend()
 
@@ -94,15 +95,17 @@ def bench_embedding(texts: int, rounds: int, tmp: str) -> dict:
     from embeddings.models import resolve_model
     from orchestrator.config import DataConfig, EmbeddingConfig
     from orchestrator.data import load_dataset
-    from orchestrator.embed import EmbeddingPool, embed_dataset
+    from embeddings.stage import embed_dataset, with_model_pooling
+    from workers.embedding import EmbeddingPool
 
-    dataset = load_dataset(DataConfig(format="uci"), path=str(DATA), limit=texts)
+    dataset = load_dataset(DataConfig(format="uci", path=str(DATA), limit=texts))
     runs = iter(range(1 << 30))
 
     def config(workers: int, cache_dir: str = f"{tmp}/unused") -> EmbeddingConfig:
         return EmbeddingConfig(cache_dir=cache_dir, workers=workers, threads_per_worker=1, shard_rows=128)
 
-    pools = {n: EmbeddingPool(resolve_model(config(n).model), config(n), log=lambda *a, **k: None) for n in (1, 2)}
+    model = resolve_model(config(1).model)
+    pools = {n: EmbeddingPool(model, with_model_pooling(config(n), model)) for n in (1, 2)}
 
     def on(workers: int):
         def one_run() -> float:

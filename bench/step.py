@@ -42,14 +42,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ANCHORS = SHARED / "bench" / "anchors"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))   # reference_sim: the exact torch simulation, for scale
 
-from orchestrator.backends.aer import AerBackend, AerOptions  # noqa: E402
-from orchestrator.circuits import (QuantumSpec, TranspileCache, build_dressed_circuit,  # noqa: E402
-                                   simulate_table, transpile_template)
-from orchestrator.model import HybridHead  # noqa: E402
-from orchestrator.scheduler import ParameterShiftScheduler  # noqa: E402
+from orchestrator.quantum.backends.aer import AerBackend, AerOptions  # noqa: E402
+from orchestrator.quantum.circuits import (QuantumSpec, TranspileCache, build_dressed_circuit,  # noqa: E402
+                                           transpile_template)
+from reference_sim import simulate_table  # noqa: E402
+from orchestrator.quantum.model import HybridHead  # noqa: E402
+from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)
-from orchestrator.shift_rule import rows_per_sample  # noqa: E402
+from orchestrator.quantum.shift_rule import rows_per_sample  # noqa: E402
 
 # W1, read from the same environment variables as anchors/workload.py
 FEATURES = int(os.environ.get("W_FEATURES", 384))
@@ -164,7 +166,7 @@ def aer_options_table(qubits: int, depth: int, batch: int, rounds: int) -> list[
     and each one's largest deviation from the exact statevector."""
     from qiskit_aer.primitives import EstimatorV2
 
-    from orchestrator.shift_rule import shifted_parameter_table
+    from orchestrator.quantum.shift_rule import shifted_parameter_table
 
     spec = QuantumSpec(qubits, depth)
     template = build_dressed_circuit(spec)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

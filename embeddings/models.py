@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from orchestrator.config import DEFAULT_MODEL
-from orchestrator.errors import UserError
+from embeddings.config import DEFAULT_MODEL
+from orchestrator.core.errors import UserError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",

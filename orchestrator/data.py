@@ -27,12 +27,11 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from orchestrator.atomic import write_bytes_atomically
+from orchestrator.core.files import write_bytes_atomically
 from orchestrator.config import DataConfig, SplitConfig, default_cache_dir
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
 
 FORMATS = ("uci", "csv", "tsv", "jsonl")
-DUPLICATE_POLICIES = ("merge", "group", "keep")
 TRAIN, VAL, TEST = 0, 1, 2
 MAX_LISTED_ROWS = 10
 
@@ -92,16 +91,12 @@ class Record(NamedTuple):
 
 # ----------------------------------------------------------------------------------- loading
 
-def load_dataset(cfg: DataConfig, path: str | None = None, limit: int | None = None,
-                 drop_empty: bool | None = None, min_classes: int = 2) -> Dataset:
-    """Read and check the dataset `cfg` describes; `path`, `limit`, `drop_empty` override it.
+def load_dataset(cfg: DataConfig, min_classes: int = 2) -> Dataset:
+    """Read and check the dataset `cfg` describes (its file, format, columns, labels, limit).
 
     Training needs `min_classes=2`; scoring a trained model may take a file of one class."""
-    file, fmt = resolve_source(cfg, path)
-    limit = cfg.limit if limit is None else limit
-    drop_empty = cfg.drop_empty if drop_empty is None else drop_empty
-    if limit is not None and limit < 1:
-        raise UserError(f"the row limit must be at least 1, not {limit}")
+    file, fmt = resolve_source(cfg)
+    limit, drop_empty = cfg.limit, cfg.drop_empty
 
     text = read_utf8(file)
     if not text.strip():
@@ -136,11 +131,10 @@ def load_dataset(cfg: DataConfig, path: str | None = None, limit: int | None = N
     )
 
 
-def resolve_source(cfg: DataConfig, path: str | None) -> tuple[str, str]:
-    """The file to read and its format: an explicit path wins over cfg.path, which wins over cfg.name."""
-    chosen = path or cfg.path
-    if chosen:
-        return os.path.expanduser(chosen), cfg.format
+def resolve_source(cfg: DataConfig) -> tuple[str, str]:
+    """The file to read and its format: cfg.path wins over cfg.name."""
+    if cfg.path:
+        return os.path.expanduser(cfg.path), cfg.format
     if cfg.name in PACKAGED_DATASETS:
         file_name, fmt = PACKAGED_DATASETS[cfg.name]
         return str(Path(__file__).resolve().parent / "datasets" / file_name), fmt
@@ -373,13 +367,8 @@ class Split:
 
 
 def split_dataset(ds: Dataset, split: SplitConfig, duplicates: str) -> Split:
-    """Stratified, seeded train/val/test split of `ds` under a duplicate-text policy."""
-    if duplicates not in DUPLICATE_POLICIES:
-        raise UserError(f"unknown duplicates policy {duplicates!r} (use one of "
-                        f"{', '.join(DUPLICATE_POLICIES)})")
-    fractions = (split.train, split.val, split.test)
-    if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise UserError(f"split fractions must be >= 0 and sum to 1 (got {fractions})")
+    """Stratified, seeded train/val/test split of `ds` under a duplicate-text policy (merge, group,
+    keep). The fractions and the policy were checked with the config (orchestrator/config.py)."""
 
     groups = duplicate_groups(ds.texts) if duplicates != "keep" else [[i] for i in range(len(ds))]
     repeats = [row for group in groups for row in group[1:]]

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orchestrator import runs
 from orchestrator.config import Config, load_config
-from orchestrator.errors import UserError
-from orchestrator.metrics import Scores, score
+from orchestrator.core.errors import UserError
+from orchestrator.quantum.backends import make_scheduler
+from orchestrator.quantum.model import HybridHead, one_torch_thread
+from orchestrator.training.features import Standardiser
+from orchestrator.training.metrics import Scores, score
+from orchestrator.training.state import BEST, load_torch
 
 
 @dataclass
@@ -25,8 +28,7 @@ class TrainedRun:
     run_dir: Path
     config: Config
     head: torch.nn.Module
-    mean: np.ndarray
-    std: np.ndarray
+    standardiser: Standardiser
     label_names: list[str]
     positive_label: str
 
@@ -36,18 +38,11 @@ class TrainedRun:
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """(rows, classes) softmax probabilities; one values-only request to the backend."""
-        from orchestrator.coordinator import standardise
-
         if len(vectors) == 0:
             return np.zeros((0, len(self.label_names)))
-        features = standardise(vectors, np.zeros(len(vectors), dtype=np.int64), self.mean, self.std)
-        threads_before = torch.get_num_threads()
-        torch.set_num_threads(1)  # the simulator wants the cores (see model.py)
-        try:
-            with torch.no_grad():
-                logits = self.head.eval()(features.x)
-        finally:
-            torch.set_num_threads(threads_before)
+        features = self.standardiser.apply(vectors)
+        with one_torch_thread(), torch.no_grad():   # the simulator wants the cores (quantum/model.py)
+            logits = self.head.eval()(features.x)
         return torch.softmax(logits.double(), dim=1).numpy()
 
     def evaluate(self, vectors: np.ndarray, labels: np.ndarray) -> Scores:
@@ -60,23 +55,21 @@ def load_run(run_dir: str | Path, backend: str | None = None) -> TrainedRun:
 
     `backend` evaluates on another backend than the one trained on (e.g. aer_simulator for a
     model trained on hardware)."""
-    from orchestrator.coordinator import build_head
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
-    if not (run_dir / runs.BEST).is_file():
-        raise UserError(f"the run in {run_dir} has no trained model yet ({runs.BEST} is written after its first epoch)")
+    if not (run_dir / BEST).is_file():
+        raise UserError(f"the run in {run_dir} has no trained model yet ({BEST} is written after its first epoch)")
     overrides = [f"quantum.backend={backend}"] if backend else []
     config = load_config(str(run_dir / "config.yaml"), overrides)
-    best = runs.load_torch(run_dir / runs.BEST)
+    best = load_torch(run_dir / BEST)
     if "standardiser" not in best:
-        raise UserError(f"{run_dir / runs.BEST} was written by an older version without its standardiser; "
+        raise UserError(f"{run_dir / BEST} was written by an older version without its standardiser; "
                         f"train the run again")
-    mean, std = best["standardiser"]["mean"], best["standardiser"]["std"]
-    head = build_head(config, n_features=len(mean), n_classes=len(best["labels"]))
+    standardiser = Standardiser(**best["standardiser"])
+    head = HybridHead(len(standardiser.mean), len(best["labels"]), make_scheduler(config))
     head.load_state_dict(best["model"])
-    return TrainedRun(run_dir=run_dir, config=config, head=head, mean=mean, std=std,
+    return TrainedRun(run_dir=run_dir, config=config, head=head, standardiser=standardiser,
                       label_names=list(best["labels"]), positive_label=best["positive_label"])
 
 
@@ -84,10 +77,10 @@ def encode_texts(texts: list[str], run: TrainedRun) -> np.ndarray:
     """Vectors for a few texts, in this process (no Ray, no cache): what `predict` needs."""
     from embeddings.encode import Encoder
     from embeddings.models import resolve_model
-    from orchestrator.embed import encode_settings, with_model_pooling
+    from embeddings.stage import encode_settings, with_model_pooling
 
     model = resolve_model(run.config.embedding.model, run.config.embedding.revision)
-    cfg = with_model_pooling(run.config.embedding, model)
+    cfg = with_model_pooling(run.config.embedding, model)   # a run's config.yaml records it concrete already
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     return Encoder(model.path, encode_settings(cfg, device)).encode(texts)
 

@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("RAY_worker_niceness", "0")  # as orchestrator.ray_runtime does for its local Ray
+os.environ.setdefault("RAY_worker_niceness", "0")  # as workers.cluster does for its local Ray
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SMS_PATH = SHARED / "data" / "sms_spam" / "SMSSpamCollection"

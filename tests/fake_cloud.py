@@ -7,7 +7,7 @@ class), so the primitives, Session and Batch are the real ones. What a real clou
 client crash is kept in a folder: each job's result, and a log of every submission, so a test
 can count submissions across a kill -9 of the client.
 
-`install(root)` puts it in place in this process: `orchestrator.backends.ibm.connect_service`
+`install(root)` puts it in place in this process: `orchestrator.quantum.backends.ibm.connect_service`
 returns it, and qiskit-ibm-runtime's Session/Batch and primitives, which create a local service
 for a local device, get it too. `python -m tests.fake_cloud ROOT -- orchestrate args...` runs the
 command line that way in a subprocess (so it can be killed).
@@ -34,7 +34,7 @@ from qiskit.providers.exceptions import QiskitBackendNotFoundError
 from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError, RuntimeJobNotFound
 from qiskit_ibm_runtime.fake_provider.local_service import QiskitRuntimeLocalService
 
-from orchestrator.backends import resolve_fake_device
+from orchestrator.quantum.backends.devices import resolve_fake_device
 
 DEVICES = {"ibm_fez": "fake_fez", "ibm_kingston": "fake_kingston", "ibm_torino": "fake_torino",
            "ibm_manila": "fake_manila"}
@@ -137,7 +137,7 @@ def install(root: Path, patch=setattr) -> FakeCloudService:
     import qiskit_ibm_runtime.fake_provider.local_service as local_service_module
     import qiskit_ibm_runtime.session as session_module
 
-    from orchestrator.backends import ibm
+    from orchestrator.quantum.backends import ibm
 
     cloud = FakeCloudService(root)
     patch(ibm, "connect_service", lambda channel=None, instance=None: cloud)

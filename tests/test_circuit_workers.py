@@ -5,18 +5,20 @@ import time
 import numpy as np
 import pytest
 
-from orchestrator.backends.aer import AerBackend, AerOptions
-from orchestrator.circuits import QuantumSpec, TranspileCache, build_dressed_circuit, simulate_table
-from orchestrator.errors import UserError
-from orchestrator.scheduler import ParameterShiftScheduler
-from orchestrator.shift_rule import shifted_parameter_table
+from orchestrator.quantum.backends.aer import AerBackend, AerOptions
+from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
+from reference_sim import simulate_table
+from orchestrator.quantum.backends import aer_on_workers
+from orchestrator.core.errors import UserError
+from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.shift_rule import shifted_parameter_table
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
 
 
 @pytest.fixture(scope="module")
 def split_backend(ray_session):
-    backend = AerBackend(AerOptions(workers=2, min_rows_for_workers=500, seed=9))
+    backend = aer_on_workers(AerOptions(seed=9), workers=2, min_rows=500)
     yield backend
     backend.close()
 
@@ -33,7 +35,7 @@ def test_split_over_workers_is_bit_identical_to_the_unsplit_evaluation(split_bac
     table = w1_table()
     unsplit_values = local.evaluate(table)
     split_values = split.evaluate(table)
-    assert split_backend.workers_started == 2                     # the table really went to the actors
+    assert split_backend.usage()["circuit_workers"] == 2                     # the table really went to the actors
     np.testing.assert_array_equal(split_values, unsplit_values)
     np.testing.assert_allclose(split_values, simulate_table(W1, table), atol=1e-12)
     # still one job from the scheduler's point of view, and its id is recorded
@@ -55,7 +57,7 @@ def test_worker_shots_equal_local_runs_with_the_same_seeds(split_backend):
     compiled = ParameterShiftScheduler(build_dressed_circuit(W1), split_backend,
                                        transpile_cache=TranspileCache()).transpiled()
     table = w1_table(batch=10)[:, compiled.columns]                   # 570 rows: split in two
-    seeds = copy.deepcopy(split_backend._seeds)     # the backend's seed stream, as it stands now
+    seeds = copy.deepcopy(split_backend.local._seeds)     # the backend's seed stream, as it stands now
     job = split_backend.submit(compiled.circuit, compiled.observables, table, 500)
     assert job.job_id.startswith("ray-")
     sampled = job.result()
@@ -68,12 +70,12 @@ def test_worker_shots_equal_local_runs_with_the_same_seeds(split_backend):
 
 
 def test_more_workers_than_cluster_cpus_is_refused_instead_of_hanging(ray_session):
-    backend = AerBackend(AerOptions(workers=64, min_rows_for_workers=1))
+    backend = aer_on_workers(AerOptions(), workers=64, min_rows=1)
     compiled = ParameterShiftScheduler(build_dressed_circuit(W1), backend,
                                        transpile_cache=TranspileCache()).transpiled()
     with pytest.raises(UserError, match="64"):
         backend.submit(compiled.circuit, compiled.observables, w1_table(batch=1)[:, compiled.columns], None)
-    assert backend.workers_started == 0
+    assert backend.usage()["circuit_workers"] == 0
 
 
 def busy_descendant(title: str):
@@ -95,7 +97,7 @@ def test_a_circuit_worker_killed_mid_evaluation_is_restarted_and_its_slice_rerun
     import signal
     import threading
 
-    backend = AerBackend(AerOptions(workers=2, min_rows_for_workers=1))
+    backend = aer_on_workers(AerOptions(), workers=2, min_rows=1)
     compiled = ParameterShiftScheduler(build_dressed_circuit(W1), backend,
                                        transpile_cache=TranspileCache()).transpiled()
     table = w1_table(batch=400)[:, compiled.columns]                  # 22,800 rows: a second or two per slice
@@ -122,8 +124,8 @@ def test_a_circuit_worker_killed_mid_evaluation_is_restarted_and_its_slice_rerun
     np.testing.assert_array_equal(values, undisturbed)
 
 
-def test_circuit_workers_without_a_place_are_left_out_with_a_message_not_waited_for(ray_session, capsys):
-    from orchestrator.ray_runtime import placed_actors
+def test_circuit_workers_without_a_place_are_left_out_with_a_message_not_waited_for(ray_session, caplog):
+    from workers.cluster import placed_actors
     from workers.circuits import start_circuit_workers
 
     ray = ray_session
@@ -142,11 +144,11 @@ def test_circuit_workers_without_a_place_are_left_out_with_a_message_not_waited_
                 break
             holders.append(holder)
         ray.kill(holders.pop())                                                  # give one CPU back
-        workers = start_circuit_workers(AerOptions(), 2, timeout_s=3)
+        workers = start_circuit_workers(AerBackend, 2, timeout_s=3)
         assert len(workers) == 1
-        assert "only 1 of 2 circuit workers found a place on the Ray cluster within 3 s" in capsys.readouterr().err
+        assert "only 1 of 2 circuit workers found a place on the Ray cluster within 3 s" in caplog.text
         with pytest.raises(UserError, match="no circuit worker found a place on the Ray cluster within 3 s"):
-            start_circuit_workers(AerOptions(), 1, timeout_s=3)               # every CPU is taken again
+            start_circuit_workers(AerBackend, 1, timeout_s=3)               # every CPU is taken again
     finally:
         for actor in holders + workers:
             ray.kill(actor)

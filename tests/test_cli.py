@@ -74,7 +74,7 @@ def test_config_typo_is_named_with_a_suggestion(capsys, tmp_path):
 def test_bad_config_values(capsys, tmp_path):
     assert_refused(capsys, tmp_path / "cache", "--set", "embedding.pooling=max", "--data", "x", match="pooling")
     assert_refused(capsys, tmp_path / "cache", "--set", "embedding.max_length=many", "--data", "x", match="integer")
-    assert_refused(capsys, tmp_path / "cache", "--limit", "0", "--data", "x", match="--limit")
+    assert_refused(capsys, tmp_path / "cache", "--limit", "0", "--data", "x", match="data.limit must be at least 1")
 
 
 def test_the_console_script_exits_2_with_one_line(tmp_path):

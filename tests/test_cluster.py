@@ -21,7 +21,7 @@ import pytest
 
 from loopback_cluster import LoopbackCluster
 from orchestrator.config import EmbeddingConfig
-from orchestrator.embed import plan_workers
+from workers.embedding import plan_workers
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -275,19 +275,20 @@ def test_workers_without_a_place_are_left_out_with_a_message_not_waited_for(two_
 
 AER_ON_CLUSTER = """
 import json, numpy as np, ray
-from orchestrator.backends.aer import AerBackend, AerOptions
-from orchestrator.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from orchestrator.scheduler import ParameterShiftScheduler
-from orchestrator.shift_rule import shifted_parameter_table
+from orchestrator.quantum.backends import aer_on_workers
+from orchestrator.quantum.backends.aer import AerBackend, AerOptions
+from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
+from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.shift_rule import shifted_parameter_table
 
 spec = QuantumSpec(n_qubits=4, depth=2)
 rng = np.random.default_rng(1)
 table = shifted_parameter_table(rng.uniform(-1.5, 1.5, (8, 4)), rng.normal(0, 0.5, spec.n_weights))
-split = AerBackend(AerOptions(workers=2, min_rows_for_workers=1))
+split = aer_on_workers(AerOptions(), workers=2, min_rows=1)
 values = ParameterShiftScheduler(build_dressed_circuit(spec), split, transpile_cache=TranspileCache()).evaluate(table)
 local = ParameterShiftScheduler(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache()).evaluate(table)
 print(json.dumps({"gcs": ray.get_runtime_context().gcs_address, "nodes": len([n for n in ray.nodes() if n["Alive"]]),
-                  "workers": split.workers_started, "identical": bool(np.array_equal(values, local))}))
+                  "workers": split.usage()["circuit_workers"], "identical": bool(np.array_equal(values, local))}))
 """
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.config import DataConfig, SplitConfig
+from orchestrator.config import DataConfig, SplitConfig, load_config
 from orchestrator.data import (Dataset, Split, fetch_named_dataset, load_dataset, split_dataset)
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
 
 SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
 
@@ -210,7 +210,7 @@ def test_empty_texts_refused_then_dropped(tmp_path):
     assert "15 empty text" in message and "--drop-empty" in message
     assert "lines 4, 6, 8, 10, 12, 14, 16, 18, 20, 22 and 5 more" in message
 
-    ds = load_dataset(DataConfig(path=path), drop_empty=True)
+    ds = load_dataset(DataConfig(path=path, drop_empty=True))
     assert ds.dropped_empty == 15 and len(ds) == 16
     assert all(t.strip() for t in ds.texts) and ds.row_numbers[:3] == [2, 3, 5]
     assert load(path, drop_empty=True).dropped_empty == 15
@@ -218,9 +218,10 @@ def test_empty_texts_refused_then_dropped(tmp_path):
 
 def test_limit_takes_first_rows_before_empty_check(tmp_path):
     path = write(tmp_path, "d.csv", "text,label\nx,a\ny,b\nz,a\n,b\n")
-    ds = load_dataset(DataConfig(path=path, limit=1), limit=3)
+    ds = load_dataset(DataConfig(path=path, limit=3))
     assert ds.texts == ["x", "y", "z"] and ds.dropped_empty == 0
-    assert "at least 1" in str(pytest.raises(UserError, load_dataset, DataConfig(path=path), limit=0).value)
+    with pytest.raises(UserError, match="data.limit must be at least 1"):
+        load_config(overrides=[f"data.path={path}", "data.limit=0"])
 
 
 def test_neither_path_nor_name():
@@ -235,9 +236,9 @@ def test_the_default_is_the_packaged_sample_that_needs_no_network():
     assert ds.source.endswith("sms_spam_sample.tsv")
 
 
-def test_path_argument_overrides_config(tmp_path):
+def test_path_wins_over_name(tmp_path):
     good = write(tmp_path, "good.csv", "text,label\nx,a\ny,b\n")
-    ds = load_dataset(DataConfig(path=str(tmp_path / "missing.csv")), path=good)
+    ds = load_dataset(DataConfig(name="sms_spam", path=good))
     assert ds.texts == ["x", "y"]
 
 
@@ -281,7 +282,7 @@ def test_sms_hash_stable_and_label_sensitive(sms, sms_path, tmp_path):
 
 
 def test_sms_limit(sms_path):
-    ds = load_dataset(DataConfig(path=str(sms_path)), limit=100)
+    ds = load_dataset(DataConfig(path=str(sms_path), limit=100))
     assert len(ds) == 100 and ds.row_numbers == list(range(1, 101))
 
 
@@ -357,9 +358,9 @@ def test_every_class_in_every_split():
         assert set(ds.labels[part].tolist()) == {0, 1}
 
 
-def test_unknown_policy(sms):
+def test_unknown_policy():
     with pytest.raises(UserError, match="merge, group, keep"):
-        split_dataset(sms, SplitConfig(), "dedupe")
+        load_config(overrides=["data.duplicates=dedupe"])
 
 
 # ------------------------------------------------------------------------------ named datasets

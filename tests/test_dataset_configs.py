@@ -26,7 +26,7 @@ def test_every_shipped_config_is_valid(name):
 ])
 def test_config_reads_its_file_format(config_name, file, rows, labels, positive, first_text):
     config = load_config(str(ROOT / "configs" / f"{config_name}.yaml"))
-    dataset = load_dataset(config.data, path=str(DATA / file))
+    dataset = load_dataset(config.data.model_copy(update={"path": str(DATA / file)}))
     assert len(dataset) == rows and dataset.label_names == labels and dataset.positive_label == positive
     assert dataset.texts[0].startswith(first_text)
     assert sorted(set(dataset.labels.tolist())) == [0, 1]

@@ -15,7 +15,8 @@ from embeddings.encode import Encoder, EncodeSettings
 from embeddings.models import resolve_model
 from orchestrator.config import DataConfig, EmbeddingConfig
 from orchestrator.data import load_dataset
-from orchestrator.embed import EmbeddingPool, embed_dataset
+from embeddings.stage import embed_dataset, with_model_pooling
+from workers.embedding import EmbeddingPool, ray_pool_starter
 
 pytestmark = pytest.mark.slow
 ROWS, SHARD_ROWS = 384, 32
@@ -27,13 +28,14 @@ def stage_config(cache_dir, **changes) -> EmbeddingConfig:
 
 @pytest.fixture(scope="module")
 def sms_slice(sms_path):
-    return load_dataset(DataConfig(format="uci"), path=str(sms_path), limit=ROWS)
+    return load_dataset(DataConfig(format="uci", path=str(sms_path), limit=ROWS))
 
 
 @pytest.fixture(scope="module")
 def pool(ray_session, tmp_path_factory):
     """Loaded actors shared by the in-process runs of this module (each CLI run starts its own)."""
-    started = EmbeddingPool(resolve_model("all-MiniLM-L6-v2"), stage_config(tmp_path_factory.mktemp("unused")))
+    model = resolve_model("all-MiniLM-L6-v2")
+    started = EmbeddingPool(model, with_model_pooling(stage_config(tmp_path_factory.mktemp("unused")), model))
     yield started
     started.close()
 
@@ -70,7 +72,7 @@ def test_shards_hold_exactly_what_the_encoder_gives_for_their_rows(reference, sm
 
 
 def test_second_run_is_a_cache_hit_that_encodes_nothing(reference, sms_slice):
-    again = embed_dataset(sms_slice, stage_config(reference.cache.path.parents[1]), progress=False)
+    again = embed_dataset(sms_slice, stage_config(reference.cache.path.parents[1]), ray_pool_starter(), progress=False)
     # no pool given and nothing to encode: no actor was even started
     assert again.hit and again.encoded_rows == 0 and again.key == reference.key
     assert np.array_equal(again.cache.vectors, reference.cache.vectors)
@@ -82,7 +84,7 @@ def test_a_changed_setting_gets_a_new_key_and_leaves_the_old_file_untouched(refe
     before = reference.cache.path.read_bytes()
     first_rows = dataclasses.replace(sms_slice, texts=sms_slice.texts[:64], labels=sms_slice.labels[:64],
                                      row_numbers=sms_slice.row_numbers[:64])
-    changed = embed_dataset(first_rows, stage_config(cache_dir, max_length=32), progress=False)
+    changed = embed_dataset(first_rows, stage_config(cache_dir, max_length=32), ray_pool_starter(), progress=False)
     assert changed.key != reference.key and changed.cache.path != reference.cache.path
     assert reference.cache.path.read_bytes() == before
 
@@ -138,14 +140,14 @@ def corrupt_by_altering_a_vector(path: Path) -> None:
 
 
 @pytest.mark.parametrize("corrupt", [corrupt_by_truncation, corrupt_by_altering_a_vector])
-def test_a_corrupted_cache_is_never_used_but_moved_aside_and_recomputed(pool, reference, sms_slice, tmp_path, corrupt):
+def test_a_corrupted_cache_is_never_used_but_moved_aside_and_recomputed(pool, reference, sms_slice, tmp_path, corrupt,
+                                                                        caplog):
     target = tmp_path / "embeddings" / reference.cache.path.name
     target.parent.mkdir(parents=True)
     target.write_bytes(reference.cache.path.read_bytes())
     corrupt(target)
-    messages = []
-    repaired = embed_dataset(sms_slice, stage_config(tmp_path), progress=False, pool=pool,
-                             log=lambda *a, **k: messages.append(" ".join(map(str, a))))
+    repaired = embed_dataset(sms_slice, stage_config(tmp_path), progress=False, pool=pool)
+    messages = [record.getMessage() for record in caplog.records]
     assert not repaired.hit and repaired.encoded_rows == ROWS
     assert any("moved aside" in m for m in messages)
     assert np.array_equal(repaired.cache.vectors, reference.cache.vectors)

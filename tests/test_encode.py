@@ -8,7 +8,7 @@ import torch
 from embeddings.encode import Encoder, EncodeSettings, plan_batches
 from embeddings.models import resolve_model
 from embeddings.store import cache_key
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
 
 TEXTS = ["free prize now", "ok", "see you later, ok?", "win win win a free call now to claim the prize",
          "a", "the ok", "calling you later", "1234 5678 free!", "x" * 40, "ok see you"]

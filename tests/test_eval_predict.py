@@ -36,7 +36,7 @@ def test_eval_on_the_test_split_reproduces_the_summary(finished_run, capsys):
 
 
 def sample_lines(n: int) -> list[str]:
-    path, _ = resolve_source(DataConfig(name="sms_spam_sample"), None)
+    path, _ = resolve_source(DataConfig(name="sms_spam_sample"))
     with open(path, encoding="utf-8") as file:
         return file.read().splitlines()[:n]
 
@@ -68,14 +68,14 @@ def test_eval_accepts_a_file_of_one_class_and_refuses_an_unknown_label(finished_
 def test_predict_agrees_with_the_cached_vectors(finished_run, capsys):
     """In-process encoding for predict gives the probabilities the cached (Ray-encoded) vectors give."""
     from orchestrator.data import load_dataset
-    from orchestrator.embed import embed_dataset
+    from embeddings.stage import embed_dataset
     from orchestrator.inference import load_run
 
     run_dir, cache = finished_run
     run = load_run(run_dir)
     run.config.embedding.cache_dir = str(cache)
     dataset = load_dataset(run.config.data)
-    cached = embed_dataset(dataset, run.config.embedding, progress=False)
+    cached = embed_dataset(dataset, run.config.embedding, progress=False)   # no pool: a cache hit needs none
     assert cached.hit
     rows = list(range(0, 200, 10))
     texts = [dataset.texts[r] for r in rows]

@@ -79,10 +79,10 @@ def test_fake_device_run_goes_through_a_session_and_the_estimator(cache, tmp_pat
 def test_execution_modes_give_the_device_values_and_close(mode, expected, monkeypatch):
     from qiskit_ibm_runtime import Session
 
-    from orchestrator.backends.aer import AerBackend, AerOptions
-    from orchestrator.backends.ibm import RuntimeBackend, RuntimeOptions
-    from orchestrator.circuits import QuantumSpec, build_dressed_circuit
-    from orchestrator.scheduler import ParameterShiftScheduler
+    from orchestrator.quantum.backends.aer import AerBackend, AerOptions
+    from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
+    from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
+    from orchestrator.quantum.scheduler import ParameterShiftScheduler
 
     closed = []
     real_close = Session.close
@@ -99,7 +99,7 @@ def test_execution_modes_give_the_device_values_and_close(mode, expected, monkey
 
 
 def test_mitigation_and_execution_options_reach_the_primitive():
-    from orchestrator.backends.ibm import RuntimeBackend, RuntimeOptions
+    from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
 
     options = RuntimeOptions(precision=0.05, resilience_level=1, dynamical_decoupling=True, dd_sequence="XY4",
                              twirling=True)

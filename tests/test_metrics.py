@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from orchestrator.metrics import (accuracy, confusion_matrix, f1_macro, f1_per_class, precision_per_class,
+from orchestrator.training.metrics import (accuracy, confusion_matrix, f1_macro, f1_per_class, precision_per_class,
                                   recall_per_class, score)
 
 # 10 rows, class 1 positive: TP 3, FN 1, FP 2, TN 4

@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from orchestrator.backends.aer import AerBackend
-from orchestrator.circuits import QuantumSpec, TranspileCache, build_dressed_circuit, simulate_expectations
-from orchestrator.model import HybridHead, QuantumLayer, build_hybrid_head, quantum_layer
-from orchestrator.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.backends.aer import AerBackend
+from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
+from reference_sim import simulate_expectations
+from orchestrator.quantum.model import HybridHead, QuantumLayer, quantum_layer
+from orchestrator.quantum.scheduler import ParameterShiftScheduler
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
 
@@ -88,7 +89,7 @@ def test_quantum_layer_dtype_and_values():
 
 def test_head_learns_a_separable_toy_problem():
     torch.manual_seed(0)
-    model = build_hybrid_head(6, 2, QuantumSpec(2, 1))
+    model = HybridHead(6, 2, ParameterShiftScheduler(build_dressed_circuit(QuantumSpec(2, 1)), AerBackend()))
     features = torch.randn(32, 6)
     labels = (features[:, 0] > 0).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)

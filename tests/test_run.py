@@ -209,24 +209,24 @@ def test_resume_refuses_a_finished_run(capsys, two_runs):
     assert "already finished" in capsys.readouterr().err
 
 
-# --- the pure pieces of the coordinator and the baselines ------------------------------------------
+# --- the pure pieces of the training loop and the baselines ------------------------------------------
 
 def test_standardise_uses_the_train_statistics_only():
     import numpy as np
 
-    from orchestrator.coordinator import standardise, standardiser
+    from orchestrator.training.features import Standardiser
 
     train = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
-    mean, std = standardiser(train)
-    assert mean.tolist() == [2.0, 5.0] and std.tolist() == [1.0, 1.0]   # a constant feature keeps std 1
-    features = standardise(np.array([[4.0, 6.0]], dtype=np.float32), np.array([1]), mean, std)
+    standardiser = Standardiser.fit(train)
+    assert standardiser.mean.tolist() == [2.0, 5.0] and standardiser.std.tolist() == [1.0, 1.0]   # a constant feature keeps std 1
+    features = standardiser.apply(np.array([[4.0, 6.0]], dtype=np.float32), np.array([1]))
     assert features.x.tolist() == [[2.0, 1.0]] and features.y.tolist() == [1]
 
 
 def test_class_weights_balance_only_when_asked_or_imbalanced():
     import numpy as np
 
-    from orchestrator.coordinator import class_weights
+    from orchestrator.training.features import class_weights
 
     imbalanced = np.array([0] * 8 + [1] * 2)
     assert class_weights(imbalanced, 2, "auto").tolist() == pytest.approx([10 / 16, 10 / 4])
@@ -237,7 +237,7 @@ def test_class_weights_balance_only_when_asked_or_imbalanced():
 
 
 def test_cosine_schedule_goes_from_one_to_zero():
-    from orchestrator.coordinator import lr_factor
+    from orchestrator.training.loop import lr_factor
 
     assert lr_factor(0, 100, "cosine") == 1.0
     assert lr_factor(50, 100, "cosine") == pytest.approx(0.5)
@@ -246,7 +246,7 @@ def test_cosine_schedule_goes_from_one_to_zero():
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():
-    from orchestrator.coordinator import epoch_order
+    from orchestrator.training.state import epoch_order
 
     assert epoch_order(10, 0, 3).tolist() == epoch_order(10, 0, 3).tolist()
     assert sorted(epoch_order(10, 0, 3).tolist()) == list(range(10))
@@ -254,7 +254,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
 
 
 def test_logistic_regression_separates_a_separable_set():
-    from orchestrator.baseline import fit_logistic_regression, predict
+    from orchestrator.training.baselines import fit_logistic_regression, predict
 
     torch.manual_seed(0)
     x = torch.randn(200, 5)

@@ -4,12 +4,13 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
-from orchestrator.backends import resolve_fake_device
-from orchestrator.backends.aer import AerBackend, AerOptions
-from orchestrator.circuits import QuantumSpec, TranspileCache, build_dressed_circuit, simulate_table
-from orchestrator.errors import UserError
-from orchestrator.scheduler import JobHook, ParameterShiftScheduler, plan_jobs
-from orchestrator.shift_rule import evaluation_table, shifted_parameter_table
+from orchestrator.quantum.backends.devices import resolve_fake_device
+from orchestrator.quantum.backends.aer import AerBackend, AerOptions
+from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
+from reference_sim import simulate_table
+from orchestrator.core.errors import UserError
+from orchestrator.quantum.scheduler import JobHook, ParameterShiftScheduler, plan_jobs
+from orchestrator.quantum.shift_rule import evaluation_table, shifted_parameter_table
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
 
@@ -26,7 +27,7 @@ def scheduler(options=AerOptions(), spec=W1, **kwargs):
 
 def exact_shift_result(spec, inputs, weights):
     table = shifted_parameter_table(inputs, weights)
-    from orchestrator.shift_rule import values_and_jacobian
+    from orchestrator.quantum.shift_rule import values_and_jacobian
     return values_and_jacobian(simulate_table(spec, table), len(inputs), spec.n_parameters)
 
 
@@ -197,7 +198,7 @@ def test_unknown_fake_device_is_a_user_error():
 
 
 @pytest.mark.parametrize("bad", [dict(shots=0), dict(engine="gpu"), dict(engine="estimator", shots=100),
-                                 dict(readout="counts"), dict(method="mps-ish"), dict(workers=-1)])
+                                 dict(readout="counts"), dict(method="mps-ish")])
 def test_aer_options_refuse_bad_values(bad):
     with pytest.raises(UserError):
         AerOptions(**bad)

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator import shift_rule
-from orchestrator.circuits import QuantumSpec, simulate_expectations, simulate_table
+from orchestrator.quantum import shift_rule
+from orchestrator.quantum.circuits import QuantumSpec
+from reference_sim import simulate_expectations, simulate_table
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
 

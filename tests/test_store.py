@@ -30,7 +30,7 @@ def test_shards_assemble_into_a_verified_cache_and_parts_disappear(tmp_path):
     assert np.array_equal(cached.vectors, vectors) and np.array_equal(cached.labels, labels)
     assert cached.manifest["complete"] is True and cached.manifest["rows"] == 10 and cached.manifest["dims"] == 3
     assert [s["start"] for s in cached.manifest["shards"]] == [0, 4, 8]
-    assert list(tmp_path.rglob("*.tmp-*")) == []
+    assert list(tmp_path.rglob("*.tmp*")) == []
 
 
 def test_missing_cache_is_none(tmp_path):
@@ -79,8 +79,8 @@ def test_damaged_shards_are_dropped_and_intact_ones_kept(tmp_path):
 
 def test_an_interrupted_runs_plan_is_reused_and_stale_temp_files_removed(tmp_path):
     store, plan, _ = filled_store(tmp_path, shard_rows=4)
-    (store.parts_dir(KEY) / "shard-00003.h5.tmp-123-456").write_bytes(b"half")
+    (store.parts_dir(KEY) / ".shard-00003.h5.k1ll3d.tmp").write_bytes(b"half")   # core.files.atomic_path's name
     resumed = store.prepare_parts(KEY, ShardPlan(rows=10, shard_rows=100))
     assert resumed.shard_rows == 4, "the shards on disk keep their boundaries"
-    assert list(store.parts_dir(KEY).glob("*.tmp-*")) == []
+    assert list(store.parts_dir(KEY).glob("*.tmp")) == []
     assert store.finished_shards(KEY, resumed) == {0, 1, 2}

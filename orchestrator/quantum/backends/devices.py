@@ -1,26 +1,14 @@
-"""Backends that the scheduler submits parameter tables to (see orchestrator.scheduler.Backend).
+"""Backend names, one lookup for the whole project:
 
-Backend names, one lookup for the whole project:
-
-    aer_simulator      qiskit-aer on this machine (orchestrator/backends/aer.py)
+    aer_simulator      qiskit-aer on this machine (aer.py)
     fake_<device>      a fake IBM device in qiskit-ibm-runtime's local testing mode: the device's
                        noise, offline, through the same Session/Batch + Estimator path as hardware
-    ibm_<device>       an IBM Quantum device (orchestrator/backends/ibm.py), checked against the
-                       account's backends when a run connects
-
-Helpers shared by every EstimatorV2-based backend live here too: a whole parameter table is ONE
-PUB, its observables an (n_observables, 1) array broadcast against the (rows, n_parameters)
-parameter values, so one job returns every <O_o> for every row.
+    ibm_<device>       an IBM Quantum device (ibm.py), checked against the account's backends
+                       when a run connects
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
-from qiskit import QuantumCircuit
-from qiskit.quantum_info import SparsePauliOp
-
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
 
 AER_SIMULATOR = "aer_simulator"
 # helper classes of the fake provider that are not devices
@@ -38,10 +26,6 @@ def backend_kind(name: str) -> str:
         return "ibm"
     raise UserError(f"unknown backend {name!r}: use {AER_SIMULATOR}, fake_<device> (offline, e.g. fake_fez) "
                     f"or ibm_<device>; `orchestrate backends` lists them")
-
-
-def check_backend_name(name: str) -> None:
-    backend_kind(name)
 
 
 def fake_device_names() -> list[str]:
@@ -69,12 +53,3 @@ def resolve_fake_device(name: str):
     return fake_device_class(name)()
 
 
-def estimator_pub(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-                  parameter_table: np.ndarray) -> tuple:
-    """(circuit, observables (n_obs, 1), parameter values (rows, n_params)): evs come back (n_obs, rows)."""
-    return circuit, [[observable] for observable in observables], np.asarray(parameter_table, dtype=np.float64)
-
-
-def expectations_from_pub_result(pub_result) -> np.ndarray:
-    """An EstimatorV2 PubResult of `estimator_pub` -> (rows, n_observables)."""
-    return np.ascontiguousarray(np.asarray(pub_result.data.evs, dtype=np.float64).T)

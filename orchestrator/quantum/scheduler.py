@@ -18,15 +18,15 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from orchestrator import shift_rule
-from orchestrator.errors import first_line
-from orchestrator.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
+from orchestrator.core.errors import first_line
+from orchestrator.quantum import shift_rule
+from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
                                    TranspiledTemplate)
 
 
@@ -40,21 +40,40 @@ class BackendJob(Protocol):
     def result(self) -> np.ndarray:
         """(rows, n_observables) expectation values, rows in the submitted table's order."""
 
+    def quantum_seconds(self) -> Optional[float]:
+        """QPU seconds billed for the job; None where nothing is billed (simulators, local mode)."""
+        return None
+
 
 class Backend(Protocol):
+    """What the scheduler submits to. Subclass it to inherit the defaults of the optional members."""
+
     name: str                                   # part of the transpile cache key
     shots: Optional[int]                        # per parameter set; None = exact expectation values
     max_parameter_sets_per_job: Optional[int]   # None = no limit
     transpile_target: object                    # what qiskit.transpile compiles for (None: nothing)
+    job_retries: Optional[int] = None           # resubmissions of a failed job; None: a local backend,
+                                                # whose error is a bug to see, not an outage to wait out
 
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
                parameter_table: np.ndarray, shots: Optional[int]) -> BackendJob:
         """Evaluate every observable on every row of `parameter_table`, whose columns follow
         `circuit.parameters`, as one primitive job."""
 
-    # optional: `attach(job_id, n_rows, n_observables) -> BackendJob | None` re-finds a job
-    # submitted by an earlier process; `job_retries: int` resubmissions of a failed job;
-    # a job may offer `quantum_seconds() -> float | None` (billed QPU time).
+    def attach(self, job_id: str, n_rows: int, n_observables: int) -> Optional[BackendJob]:
+        """The job `job_id` submitted by an earlier process, or None where jobs cannot be found again."""
+        return None
+
+    def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit) -> float:
+        """QPU seconds a job of `rows` parameter sets is expected to cost (0 on a simulator)."""
+        return 0.0
+
+    def usage(self) -> dict:
+        """What summary.json reports of how this backend ran (execution mode, workers, ...)."""
+        return {}
+
+    def close(self) -> None:
+        """Give back what the backend holds (a Session, Ray workers); called once at the end."""
 
 
 class BackendFailure(RuntimeError):
@@ -75,6 +94,7 @@ class JobIntent:
     row_stop: int
     shots: Optional[int]
     digest: str = ""    # sha256 of what the job computes (backend, shots, parameter rows)
+    estimated_seconds: float = 0.0   # QPU seconds the backend expects the job to cost
 
     @property
     def rows(self) -> int:
@@ -89,7 +109,7 @@ class RecordedJob:
     expectations: Optional[np.ndarray] = None
 
 
-class FinishedJob:
+class FinishedJob(BackendJob):
     """A job whose values were read back from the journal instead of being run again."""
 
     def __init__(self, job_id: str, expectations: np.ndarray) -> None:
@@ -118,6 +138,13 @@ class JobHook:
 
     def job_failed(self, intent: JobIntent, job_id: str, problem: BaseException) -> None:
         pass
+
+    def prune(self, up_to_request: int) -> None:
+        """A checkpoint covers the requests up to this one: what was kept for them may go."""
+
+    def usage(self) -> dict:
+        """What summary.json reports of the jobs this hook saw ({}: nothing)."""
+        return {}
 
 
 @dataclass
@@ -231,11 +258,12 @@ class ParameterShiftScheduler:
         intents = [JobIntent(request=self.counters.requests, index=i, n_jobs=len(plan),
                              backend=self.backend.name, row_start=a, row_stop=b, shots=shots,
                              digest=job_digest(f"{self.backend.name}/{self.template.key}", shots,
-                                               circuit_ordered[a:b]))
+                                               circuit_ordered[a:b]),
+                             estimated_seconds=self.backend.estimate_job_seconds(b - a, compiled.circuit))
                    for i, (a, b) in enumerate(plan)]
         n_observables = len(compiled.observables)
 
-        def submit(intent: JobIntent):
+        def submit(intent: JobIntent) -> BackendJob:
             self.job_hook.before_submit(intent)
             job = self.backend.submit(compiled.circuit, compiled.observables,
                                       circuit_ordered[intent.row_start:intent.row_stop], shots)
@@ -246,36 +274,40 @@ class ParameterShiftScheduler:
         submitted = [(intent, self.recover(intent, n_observables) or submit(intent)) for intent in intents]
         parts = []
         for intent, job in submitted:
-            failures = 0
-            while True:
-                try:
-                    expectations = np.asarray(job.result(), dtype=np.float64)
-                    break
-                except Exception as problem:
-                    self.job_hook.job_failed(intent, job.job_id, problem)
-                    failures += 1
-                    retries = getattr(self.backend, "job_retries", None)
-                    if retries is None:     # a local backend: its error is a bug to see, not an outage
-                        raise
-                    if failures > retries:
-                        raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed {failures} "
-                                             f"time{'s' if failures > 1 else ''}; last: {first_line(problem)}") from problem
-                    self.counters.resubmitted += 1
-                    job = submit(intent)
-            if expectations.shape != (intent.rows, n_observables):
-                raise RuntimeError(f"backend {self.backend.name} returned {expectations.shape} for "
-                                   f"{intent.rows} rows x {n_observables} observables")
-            if not isinstance(job, FinishedJob):
-                quantum_seconds = getattr(job, "quantum_seconds", lambda: None)()
-                self.job_hook.after_result(intent, job.job_id, expectations, quantum_seconds)
-            rows = intent.rows
-            done = JobCounts(jobs=1, circuits=rows, shots=rows * (shots or 0))
+            expectations = self.result_of(intent, job, submit, n_observables)
+            done = JobCounts(jobs=1, circuits=intent.rows, shots=intent.rows * (shots or 0))
             step.add(done)
             self.counters.total.add(done)
             parts.append(expectations)
         if not parts:
             return np.zeros((0, n_observables))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def result_of(self, intent: JobIntent, job: BackendJob, submit: Callable[[JobIntent], BackendJob],
+                  n_observables: int) -> np.ndarray:
+        """The job's values; a failed job is submitted again up to the backend's `job_retries`."""
+        failures = 0
+        while True:
+            try:
+                expectations = np.asarray(job.result(), dtype=np.float64)
+                break
+            except Exception as problem:
+                self.job_hook.job_failed(intent, job.job_id, problem)
+                failures += 1
+                retries = self.backend.job_retries
+                if retries is None:     # a local backend: its error is a bug to see, not an outage
+                    raise
+                if failures > retries:
+                    raise BackendFailure(f"{self.backend.name}: job {job.job_id} failed {failures} "
+                                         f"time{'s' if failures > 1 else ''}; last: {first_line(problem)}") from problem
+                self.counters.resubmitted += 1
+                job = submit(intent)
+        if expectations.shape != (intent.rows, n_observables):
+            raise RuntimeError(f"backend {self.backend.name} returned {expectations.shape} for "
+                               f"{intent.rows} rows x {n_observables} observables")
+        if not isinstance(job, FinishedJob):
+            self.job_hook.after_result(intent, job.job_id, expectations, job.quantum_seconds())
+        return expectations
 
     def recover(self, intent: JobIntent, n_observables: int):
         """The job from the journal: its stored values, or the in-flight job re-attached by id."""
@@ -285,8 +317,7 @@ class ParameterShiftScheduler:
         if record.expectations is not None:
             self.counters.from_journal += 1
             return FinishedJob(record.job_id or "journal", record.expectations)
-        attach = getattr(self.backend, "attach", None)
-        job = attach(record.job_id, intent.rows, n_observables) if record.job_id and attach else None
+        job = self.backend.attach(record.job_id, intent.rows, n_observables) if record.job_id else None
         if job is not None:
             self.counters.reattached += 1
         return job

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import copy
 
+
 import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.metrics import score
+from orchestrator.config import TrainConfig
+from orchestrator.training.features import Features
+from orchestrator.training.metrics import Scores, score
+
+
+
 
 
 def fit_logistic_regression(x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int,
@@ -71,3 +77,15 @@ def predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         weight = next(model.parameters())
         return model(x.to(weight.dtype)).argmax(dim=1).numpy()
+
+
+def fit_baselines(train: Features, val: Features, test: Features, n_classes: int, positive: int,
+                  class_weights: torch.Tensor | None, n_hidden: int, t: TrainConfig) -> dict[str, Scores]:
+    """Both baselines fitted on the train split and scored on test, in summary.json's order."""
+    logistic = fit_logistic_regression(train.x, train.y, n_classes, class_weights)
+    classical_head = fit_classical_head(
+        train.x, train.y, val.x, val.y, n_classes, n_hidden, class_weights, optimizer=t.optimizer, lr=t.lr,
+        weight_decay=t.weight_decay, batch_size=t.batch_size, epochs=t.epochs, seed=t.seed,
+        select_metric=t.select_metric, positive=positive)
+    return {name: score(test.y.numpy(), predict(model, test.x), n_classes, positive)
+            for name, model in (("logistic_regression", logistic), ("classical_head", classical_head))}

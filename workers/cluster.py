@@ -1,12 +1,13 @@
-"""Joining a Ray cluster, or starting a local one, the same way for every command."""
+"""Ray for the whole project: joining a cluster (or starting a local one) the same way for every
+command, and placing actors on it without ever waiting for room that may never come."""
 from __future__ import annotations
 
 import logging
 import os
 import socket
-from typing import Optional
+from typing import Any, Callable, Optional
 
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
 
 PLACEMENT_TIMEOUT_S = 60.0  # ORCHESTRATOR_PLACEMENT_TIMEOUT_S overrides it
 
@@ -50,6 +51,17 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
 def placement_timeout_s() -> float:
     """How long an actor may wait for a place on the cluster before the run goes on without it."""
     return float(os.environ.get("ORCHESTRATOR_PLACEMENT_TIMEOUT_S", PLACEMENT_TIMEOUT_S))
+
+
+def place_actors(ray, start: Callable[[], Any], count: int, timeout_s: float) -> list:
+    """Start `count` actors with `start()` and keep those that found a place on the cluster within
+    `timeout_s`; the others are killed, so their requests do not linger in Ray's queue."""
+    started = [start() for _ in range(count)]
+    placed = placed_actors(ray, started, timeout_s)
+    for actor in started:
+        if actor not in placed:
+            ray.kill(actor)
+    return placed
 
 
 def placed_actors(ray, actors: list, timeout_s: float) -> list:

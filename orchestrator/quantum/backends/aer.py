@@ -1,5 +1,5 @@
 """The Aer simulator backend: exact expectation values by default, shots with a seed, a fake
-IBM device's noise model, and optional fan-out of large tables over Ray circuit workers.
+IBM device's noise model.
 
 Why AerSimulator directly and not Aer's EstimatorV2 (still available as `engine: estimator`,
 one PUB per job): both run the same C++ simulation, but EstimatorV2 binds every parameter set
@@ -13,6 +13,9 @@ Readout. All of the project's observables are diagonal (Z_i), so by default one
 observable, and <O> = probabilities @ eigenvalues(O). With shots, the same qubits are measured
 and the counts take the place of the probabilities. Non-diagonal observables fall back to
 `save_expectation_value` (exact mode only).
+
+Ray circuit workers (a large table split over several cores or nodes) wrap this backend:
+workers/circuits.py, built by `make_backend` (backends/__init__.py).
 
 Noise. `noise_model: fake_<device>` builds Aer's NoiseModel.from_backend of that fake device and
 simulates the density matrix: exact mode then gives the exact noisy expectation values of the
@@ -30,8 +33,10 @@ from qiskit import ClassicalRegister, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 
-from orchestrator.backends import estimator_pub, expectations_from_pub_result, resolve_fake_device
-from orchestrator.errors import UserError
+from orchestrator.core.errors import UserError
+from orchestrator.quantum.backends.devices import resolve_fake_device
+from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
+from orchestrator.quantum.scheduler import Backend, BackendJob
 
 ENGINES = ("simulator", "estimator")
 READOUTS = ("auto", "probabilities", "expectation_values")
@@ -54,8 +59,6 @@ class AerOptions:
     max_parallel_threads: int = 0               # Aer's OpenMP threads; 0 = every core
     max_parallel_experiments: int = 1           # Aer's default; only matters without runtime binding
     max_parameter_sets_per_job: Optional[int] = None  # split larger tables into several jobs
-    workers: int = 0                            # Ray circuit workers a large table is split over
-    min_rows_for_workers: int = 4096            # ... when it has at least this many rows
 
     def __post_init__(self) -> None:
         if self.shots is not None and self.shots < 1:
@@ -71,8 +74,6 @@ class AerOptions:
             raise UserError(f"aer: readout must be one of {', '.join(READOUTS)}, not {self.readout!r}")
         if self.max_parameter_sets_per_job is not None and self.max_parameter_sets_per_job < 1:
             raise UserError("aer: max_parameter_sets_per_job must be at least 1")
-        if self.workers < 0:
-            raise UserError(f"aer: workers must be 0 or more, not {self.workers}")
 
 
 # --- readout: how expectation values come out of one Aer run -----------------------------------
@@ -152,7 +153,7 @@ def plan_readout(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
 
 # --- jobs --------------------------------------------------------------------------------------
 
-class AerLocalJob:
+class AerLocalJob(BackendJob):
     """A job running in Aer's own thread pool."""
 
     def __init__(self, aer_job, plan: ReadoutPlan, n_rows: int, repeat_single_result: bool = False) -> None:
@@ -174,7 +175,7 @@ class AerLocalJob:
         return self._plan.expectations(experiments)
 
 
-class AerEstimatorJob:
+class AerEstimatorJob(BackendJob):
     """One EstimatorV2 job holding one PUB."""
 
     def __init__(self, primitive_job) -> None:
@@ -185,20 +186,7 @@ class AerEstimatorJob:
         return expectations_from_pub_result(self._job.result()[0])
 
 
-class AerWorkerJob:
-    """A job whose table was split over Ray circuit workers; slices come back in order."""
-
-    def __init__(self, refs: list) -> None:
-        self._refs = refs
-        self.job_id = f"ray-{uuid.uuid4()}"
-
-    def result(self) -> np.ndarray:
-        import ray
-
-        return np.concatenate(ray.get(self._refs), axis=0)
-
-
-class AerEmptyJob:
+class AerEmptyJob(BackendJob):
     def __init__(self, n_observables: int) -> None:
         self.job_id = f"empty-{uuid.uuid4()}"
         self._n = n_observables
@@ -209,8 +197,8 @@ class AerEmptyJob:
 
 # --- the backend -------------------------------------------------------------------------------
 
-class AerBackend:
-    """Implements `orchestrator.scheduler.Backend` on qiskit-aer."""
+class AerBackend(Backend):
+    """Implements `orchestrator.quantum.scheduler.Backend` on qiskit-aer."""
 
     def __init__(self, options: AerOptions = AerOptions()) -> None:
         self.options = options
@@ -238,7 +226,6 @@ class AerBackend:
             self.estimator = EstimatorV2.from_backend(self.simulator)
         self._seeds = np.random.default_rng(options.seed)
         self._plans: dict = {}
-        self._workers: list = []
 
     # the scheduler's entry point
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
@@ -246,9 +233,7 @@ class AerBackend:
         table = np.asarray(parameter_table, dtype=np.float64)
         if len(table) == 0:
             return AerEmptyJob(len(observables))
-        if self.options.workers > 0 and len(table) >= self.options.min_rows_for_workers:
-            return self._submit_to_workers(circuit, observables, table, shots)
-        return self._submit_local(circuit, observables, table, shots, self._next_seed(shots))
+        return self._submit_local(circuit, observables, table, shots, self.next_seed(shots))
 
     def run(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
             parameter_table: np.ndarray, shots: Optional[int] = None,
@@ -260,22 +245,13 @@ class AerBackend:
             return np.zeros((0, len(observables)))
         return self._submit_local(circuit, observables, table, shots, seed).result()
 
-    @property
-    def workers_started(self) -> int:
-        return len(self._workers)
+    def usage(self) -> dict:
+        return {"circuit_workers": 0}   # a FannedOutBackend (workers/circuits.py) reports its own
 
-    def close(self) -> None:
-        """Stop the Ray circuit workers this backend started."""
-        if self._workers:
-            import ray
-
-            for worker in self._workers:
-                ray.kill(worker)
-            self._workers = []
-
-    def _next_seed(self, shots: Optional[int]) -> Optional[int]:
-        # a fresh seed per job from one seeded stream: reproducible runs, yet no two jobs share
-        # their random numbers
+    def next_seed(self, shots: Optional[int]) -> Optional[int]:
+        """The next simulator seed of this backend's seeded stream (None in exact mode): a fresh
+        seed per job (or per worker slice), so runs are reproducible yet no two jobs share
+        their random numbers."""
         return int(self._seeds.integers(0, 2**31 - 1)) if shots is not None else None
 
     def _plan(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
@@ -304,27 +280,3 @@ class AerBackend:
                                repeat_single_result=shots is None)
         aer_job = self.simulator.run(plan.circuit, parameter_binds=[binds], **run_options)
         return AerLocalJob(aer_job, plan, len(table))
-
-    def _submit_to_workers(self, circuit, observables, table, shots) -> AerWorkerJob:
-        import ray
-        from workers.circuits import start_circuit_workers
-
-        if not self._workers:
-            if not ray.is_initialized():
-                from orchestrator.ray_runtime import connect
-
-                connect()
-            cpus = ray.cluster_resources().get("CPU", 0)
-            if self.options.workers > cpus:   # actors that can never be placed would hang the job
-                raise UserError(f"aer: workers: {self.options.workers} needs that many CPUs, "
-                                f"but the Ray cluster has {cpus:g}")
-            worker_options = replace(self.options, workers=0, max_parameter_sets_per_job=None,
-                                     max_parallel_threads=1)   # one core per worker actor
-            self._workers = start_circuit_workers(worker_options, self.options.workers)
-        circuit_ref = ray.put(circuit)
-        observables_ref = ray.put(list(observables))
-        slices = np.array_split(np.arange(len(table)), len(self._workers))
-        refs = [worker.evaluate.remote(circuit_ref, observables_ref, table[rows[0]:rows[-1] + 1],
-                                       shots, self._next_seed(shots))
-                for worker, rows in zip(self._workers, slices) if len(rows)]
-        return AerWorkerJob(refs)

@@ -14,19 +14,16 @@ on a local simulator should run with one torch thread.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from orchestrator import shift_rule
-from orchestrator.circuits import QuantumSpec, build_dressed_circuit
-from orchestrator.scheduler import Backend, ParameterShiftScheduler
-
-if TYPE_CHECKING:
-    from orchestrator.backends.aer import AerOptions
+from orchestrator.quantum import shift_rule
+from orchestrator.quantum.circuits import QuantumSpec
+from orchestrator.quantum.scheduler import ParameterShiftScheduler
 
 
 class QuantumLayer(torch.autograd.Function):
@@ -92,15 +89,12 @@ class HybridHead(nn.Module):
         return self.post(expectations.to(features.dtype))
 
 
-def build_hybrid_head(n_features: int, n_classes: int, spec: QuantumSpec = QuantumSpec(),
-                      aer_options: Optional["AerOptions"] = None, backend: Optional[Backend] = None,
-                      optimization_level: int = 1, weight_init_std: float = 0.01) -> HybridHead:
-    """A HybridHead on a fresh scheduler: on `backend` if given, else on Aer with `aer_options`
-    (default: exact)."""
-    if backend is None:
-        from orchestrator.backends.aer import AerBackend, AerOptions
-
-        backend = AerBackend(aer_options or AerOptions())
-    scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), backend,
-                                        optimization_level=optimization_level)
-    return HybridHead(n_features, n_classes, scheduler, weight_init_std)
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run the block with one torch thread (see the module doc), then restore the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -11,8 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from orchestrator.circuits import QuantumSpec
-from orchestrator.scheduler import plan_jobs
+from orchestrator.config import Config
+from orchestrator.data import Split
+from orchestrator.quantum.backends import make_backend, quantum_spec
+from orchestrator.quantum.backends.devices import backend_kind
+from orchestrator.quantum.circuits import DEFAULT_TRANSPILE_CACHE, QuantumSpec, build_dressed_circuit
+from orchestrator.quantum.scheduler import plan_jobs
 
 
 @dataclass(frozen=True)
@@ -83,3 +87,39 @@ def duration(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def describe(config: Config, split: Split) -> list[str]:
+    """`orchestrate estimate`'s lines: jobs, circuits and shots per step, epoch and run, and on
+    a device the QPU time from its own timing (repetition delay + circuit duration)."""
+    q, t = config.quantum, config.train
+    spec = quantum_spec(config)
+    kind = backend_kind(q.backend)
+    shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
+    plan = estimate_run(len(split.train), len(split.val), len(split.test), spec, t.batch_size, t.epochs,
+                        q.max_parameter_sets_per_job)
+    shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
+    lines = [f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}",
+             f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}"]
+    for label, work in (("one training step", plan.step),
+                        (f"one epoch ({plan.steps_per_epoch} steps + validation)", plan.epoch),
+                        (f"whole run ({t.epochs} epochs + test)", plan.run)):
+        lines.append(f"{label:<36} {work.jobs:>8,} {work.circuits:>12,} {work.shots(shots):>16,}")
+    if kind == "aer":
+        return lines + ["QPU time: none (a local simulator)"]
+    from orchestrator.quantum.backends.ibm import JOB_OVERHEAD_S
+
+    backend = make_backend(config)
+    circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(spec), backend.name, backend.transpile_target,
+                                          q.optimization_level).circuit
+    per_shot = backend.seconds_per_shot(circuit)
+    lines.append(f"QPU time (estimate: {JOB_OVERHEAD_S:g} s per job + shots x {per_shot * 1e6:.0f} us per shot, "
+                 f"repetition delay + circuit duration on {q.backend}):")
+    for label, work in (("one training step", plan.step), ("one epoch", plan.epoch), ("whole run", plan.run)):
+        lines.append(f"  {label:<22} {duration(qpu_seconds(work, shots, per_shot, JOB_OVERHEAD_S))}")
+    budget = config.runtime.max_qpu_seconds
+    if budget is not None:
+        per_step = qpu_seconds(plan.step, shots, per_shot, JOB_OVERHEAD_S)
+        lines.append(f"budget runtime.max_qpu_seconds = {budget:g} s: about {int(budget // per_step):,} training "
+                     f"steps, then the run stops (resumable)")
+    return lines

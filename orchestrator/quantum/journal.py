@@ -24,13 +24,13 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from orchestrator.atomic import write_bytes_atomically
-from orchestrator.errors import first_line
-from orchestrator.scheduler import JobHook, JobIntent, RecordedJob
+from orchestrator.core.errors import first_line
+from orchestrator.core.files import write_bytes_atomically
+from orchestrator.quantum.scheduler import JobHook, JobIntent, RecordedJob
 
 JOURNAL = "jobs.jsonl"
 RESULTS = "jobs"
@@ -41,12 +41,10 @@ class QpuBudgetExceeded(RuntimeError):
 
 
 class JobJournal(JobHook):
-    def __init__(self, run_dir: Path, max_qpu_seconds: Optional[float] = None,
-                 estimate_seconds: Callable[[JobIntent], float] = lambda intent: 0.0) -> None:
+    def __init__(self, run_dir: Path, max_qpu_seconds: Optional[float] = None) -> None:
         self.path = Path(run_dir) / JOURNAL
         self.results = Path(run_dir) / RESULTS
         self.max_qpu_seconds = max_qpu_seconds
-        self.estimate_seconds = estimate_seconds
         self.jobs: dict[tuple[int, int], dict] = {}   # (request, index) -> what is known of that job
         end_torn_line(self.path)
         for event in read_events(self.path):
@@ -72,7 +70,7 @@ class JobJournal(JobHook):
         return RecordedJob(job["job_id"])
 
     def before_submit(self, intent: JobIntent) -> None:
-        estimate = self.estimate_seconds(intent)
+        estimate = intent.estimated_seconds
         rate = self.billed_seconds_per_row()
         if rate is not None:   # the device's own billing so far beats the model when it is higher
             estimate = max(estimate, rate * intent.rows)
@@ -107,6 +105,10 @@ class JobJournal(JobHook):
                      "error": first_line(problem, 500)})
 
     # --- bookkeeping ------------------------------------------------------------------------------
+
+    def usage(self) -> dict:
+        # qpu_seconds None: the backend billed nothing (local testing mode)
+        return {"qpu_seconds": self.billed_seconds(), "qpu_seconds_estimated": self.spent_seconds()}
 
     def spent_seconds(self) -> float:
         """QPU seconds of every job submitted so far: as billed, else as estimated."""

@@ -15,6 +15,7 @@ The token never passes through this module's state or messages: the service read
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -26,9 +27,13 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from orchestrator.backends import backend_kind, estimator_pub, expectations_from_pub_result, resolve_fake_device
-from orchestrator.errors import UserError, first_line
-from orchestrator.scheduler import BackendFailure
+from orchestrator.config import Config
+from orchestrator.core.errors import UserError, first_line
+from orchestrator.quantum.backends.devices import backend_kind, resolve_fake_device
+from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
+from orchestrator.quantum.scheduler import Backend, BackendFailure, BackendJob
+
+log = logging.getLogger(__name__)
 
 CREDENTIALS_HELP = ("set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE, optionally QISKIT_IBM_CHANNEL), or save an "
                     "account once with QiskitRuntimeService.save_account(token=..., instance=...)")
@@ -130,7 +135,7 @@ def scrub(text: str) -> str:
 
 # --- jobs --------------------------------------------------------------------------------------
 
-class RuntimeJob:
+class RuntimeJob(BackendJob):
     """A submitted (or re-attached) Estimator job: its id, its values, its QPU seconds."""
 
     def __init__(self, job, n_rows: int, n_observables: int) -> None:
@@ -156,8 +161,8 @@ class RuntimeJob:
 
 # --- the backend -------------------------------------------------------------------------------
 
-class RuntimeBackend:
-    """Implements `orchestrator.scheduler.Backend` with qiskit-ibm-runtime's EstimatorV2."""
+class RuntimeBackend(Backend):
+    """Implements `orchestrator.quantum.scheduler.Backend` with qiskit-ibm-runtime's EstimatorV2."""
 
     def __init__(self, name: str, options: RuntimeOptions, service=None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -238,7 +243,11 @@ class RuntimeBackend:
             try:
                 mode.close()
             except Exception as problem:
-                warnings.warn(f"closing the {self.options.execution_mode} on {self.name} failed: {first_line(problem)}")
+                log.warning(f"closing the {self.options.execution_mode} on {self.name} failed: {first_line(problem)}")
+
+    def usage(self) -> dict:
+        return {"execution_mode": self.options.execution_mode,
+                "estimator_options": self.options.estimator_options()}
 
     def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit) -> float:
         """QPU seconds one job of `rows` parameter sets is expected to take (see `orchestrate estimate`)."""
@@ -254,7 +263,7 @@ class RuntimeBackend:
         return rep_delay + duration
 
 
-def runtime_options(config) -> RuntimeOptions:
+def runtime_options(config: Config) -> RuntimeOptions:
     """RuntimeOptions from a run config's quantum and runtime sections."""
     q, r = config.quantum, config.runtime
     return RuntimeOptions(execution_mode=r.execution_mode, max_session_seconds=r.max_session_seconds,

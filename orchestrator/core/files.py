@@ -1,0 +1,56 @@
+"""Writing a file so that readers see the old version or the new one, never half of one.
+
+One writer for the whole project: `atomic_path` hands out a temporary path beside the target;
+whatever the caller writes there (bytes, an HDF5 file, a torch checkpoint) is fsynced and renamed
+over the target only when the block ends without an error, and removed otherwise. A kill at any
+moment leaves the previous version of the file or the new one, plus at most a stray temp file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """A temporary path beside `target` to write to; fsynced and renamed onto `target` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, target)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_bytes_atomically(target: Path | str, content: bytes) -> None:
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(content)
+
+
+def write_text_atomically(target: Path | str, text: str) -> None:
+    write_bytes_atomically(target, text.encode("utf-8"))
+
+
+def write_json_atomically(target: Path | str, value: Any) -> None:
+    write_text_atomically(target, json.dumps(value, indent=2) + "\n")
+
+
+def write_yaml_atomically(target: Path | str, value: Any) -> None:
+    write_text_atomically(target, yaml.safe_dump(value, sort_keys=False))
+
+
+def write_jsonl_atomically(target: Path | str, rows: list[dict]) -> None:
+    write_text_atomically(target, "".join(json.dumps(row) + "\n" for row in rows))

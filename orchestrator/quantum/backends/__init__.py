@@ -1,0 +1,83 @@
+"""Backends the scheduler submits parameter tables to, and the one place a run builds them.
+
+    devices.py     backend names: aer_simulator, fake_<device>, ibm_<device> (one lookup)
+    aer.py         qiskit-aer on this machine (exact, shots, a fake device's noise model)
+    ibm.py         IBM Quantum devices and their fake twins, through qiskit-ibm-runtime
+    estimator.py   the one-PUB EstimatorV2 helpers both use
+
+`make_scheduler(config, run_dir)` is what a run calls: the backend from `make_backend`, the job
+journal of the run dir on a remote backend (given to the scheduler when it is built), and the
+dressed-circuit template of the config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Optional
+
+from orchestrator.config import Config
+from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
+from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
+from orchestrator.quantum.scheduler import Backend, ParameterShiftScheduler
+
+
+def check_backend(config: Config) -> None:
+    """Everything about the configured backend that can be checked before anything is written:
+    the name, a fake device or noise model that exists, credentials and the device for ibm_."""
+    q = config.quantum
+    kind = backend_kind(q.backend)
+    if q.noise_model is not None:
+        fake_device_class(q.noise_model)
+    if kind == "ibm":
+        from orchestrator.quantum.backends.ibm import connect_service, service_device
+
+        service_device(connect_service(config.runtime.channel, config.runtime.instance), q.backend)
+
+
+def make_backend(config: Config) -> Backend:
+    """The configured backend: Aer (fanned out over Ray circuit workers when the config asks for
+    them), a fake device in local testing mode, or an IBM Quantum device."""
+    q = config.quantum
+    if backend_kind(q.backend) != "aer":
+        from orchestrator.quantum.backends.ibm import RuntimeBackend, runtime_options
+
+        return RuntimeBackend(q.backend, runtime_options(config))
+    from orchestrator.quantum.backends.aer import AerBackend, AerOptions
+
+    options = AerOptions(shots=q.shots, seed=q.seed, noise_model=q.noise_model,
+                         max_parameter_sets_per_job=q.max_parameter_sets_per_job)
+    if not q.circuit_workers:
+        return AerBackend(options)
+    from workers.cluster import connect
+
+    connect(config.ray.address)   # the workers join the run's cluster
+    return aer_on_workers(options, q.circuit_workers, q.min_rows_for_workers)
+
+
+def aer_on_workers(options: "AerOptions", workers: int, min_rows: int) -> Backend:
+    """Aer with `options`, tables of at least `min_rows` rows split over `workers` Ray circuit workers."""
+    from orchestrator.quantum.backends.aer import AerBackend
+    from workers.circuits import FannedOutBackend
+
+    # one core per worker; the scheduler has split the request into jobs already
+    worker_options = dataclasses.replace(options, max_parallel_threads=1, max_parameter_sets_per_job=None)
+    return FannedOutBackend(AerBackend(options), functools.partial(AerBackend, worker_options),
+                            workers=workers, min_rows=min_rows)
+
+
+def quantum_spec(config: Config) -> QuantumSpec:
+    return QuantumSpec(n_qubits=config.quantum.n_qubits, depth=config.quantum.depth)
+
+
+def make_scheduler(config: Config, run_dir: Optional[Path] = None) -> ParameterShiftScheduler:
+    """A scheduler on the configured backend; on a remote backend (fake_/ibm_ devices) with a
+    `run_dir`, its jobs go through that run dir's job journal and its QPU budget."""
+    backend = make_backend(config)
+    journal = None
+    if run_dir is not None and backend_kind(config.quantum.backend) != "aer":
+        from orchestrator.quantum.journal import JobJournal
+
+        journal = JobJournal(run_dir, config.runtime.max_qpu_seconds)
+    return ParameterShiftScheduler(build_dressed_circuit(quantum_spec(config)), backend,
+                                   optimization_level=config.quantum.optimization_level, job_hook=journal)

@@ -1,0 +1,51 @@
+"""From cached vectors to what the head trains on: standardised features and class weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+IMBALANCE_RATIO = 1.5  # class_weights auto: balance when the largest class is this many times the smallest
+
+
+@dataclass(frozen=True)
+class Features:
+    """Standardised vectors and labels of one split."""
+
+    x: torch.Tensor     # (rows, F) float32
+    y: torch.Tensor     # (rows,) int64
+
+
+@dataclass(frozen=True)
+class Standardiser:
+    """Per-feature mean and std of the train split; `apply` maps any split (or new texts) with them."""
+
+    mean: np.ndarray    # (F,) float64
+    std: np.ndarray     # (F,) float64, 1 where a feature is constant
+
+    @classmethod
+    def fit(cls, train_vectors: np.ndarray) -> "Standardiser":
+        mean = train_vectors.mean(axis=0, dtype=np.float64)
+        std = train_vectors.std(axis=0, dtype=np.float64)
+        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+
+    def apply(self, vectors: np.ndarray, labels: Optional[np.ndarray] = None) -> Features:
+        """Standardised float32 features; labels default to zeros (texts without labels)."""
+        x = ((vectors.astype(np.float64) - self.mean) / self.std).astype(np.float32)
+        y = np.zeros(len(vectors), dtype=np.int64) if labels is None else labels.astype(np.int64)
+        return Features(x=torch.from_numpy(x), y=torch.from_numpy(y))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+
+def class_weights(labels: np.ndarray, n_classes: int, policy: str) -> torch.Tensor | None:
+    """'balanced' weights n / (C * count_c); 'auto' uses them only when the classes are imbalanced."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    imbalanced = counts.max() > IMBALANCE_RATIO * max(counts.min(), 1.0)
+    if policy == "none" or (policy == "auto" and not imbalanced):
+        return None
+    weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)

@@ -1,0 +1,262 @@
+"""The training run: cached vectors in, a trained hybrid head, baselines and a run dir out.
+
+`train` reads top to bottom like a plain training script:
+
+    standardise the features with the train split's mean and std      (setup)
+    seed, build the scheduler on the configured backend, the model, optimizer, lr schedule, loss
+    start fresh (checkpoint at step 0) or restore the last checkpoint
+    for each epoch: stop early on no progress; train its mini-batches  (train_epoch)
+                    evaluate on validation, keep the best weights, log, checkpoint  (end_epoch)
+    evaluate the best weights on test; fit the classical baselines on the same vectors
+    write summary.json and the plots                                   (report.py)
+
+Every training step is one request to the scheduler (values + Jacobian in one job); every
+evaluation (validation each epoch, test at the end) is one values-only request.
+
+Where the next capabilities plug in: `make_model` builds what maps features to logits (a
+co-trained encoder wraps the head there); a run's epochs run on one scheduler, and a phase
+(simulator, noisy simulator, hardware) is the same epoch loop on another scheduler.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from orchestrator.config import Config, TrainConfig, to_dict
+from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
+from orchestrator.quantum.backends import make_scheduler
+from orchestrator.quantum.model import HybridHead, one_torch_thread
+from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.training import report
+from orchestrator.training.baselines import fit_baselines
+from orchestrator.training.features import Features, Standardiser, class_weights
+from orchestrator.training.metrics import Scores, score
+from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, TrainState, epoch_order, load_torch,
+                                         save_torch_atomically, seed_everything)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Training:
+    """What the loop works with, built once per run by `setup`."""
+
+    config: TrainConfig
+    run_dir: Path
+    head: nn.Module
+    scheduler: ParameterShiftScheduler
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: nn.Module
+    class_weights: torch.Tensor | None
+    standardiser: Standardiser
+    train: Features
+    val: Features
+    test: Features
+    label_names: list[str]
+    positive_label: str
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def positive(self) -> int:
+        return self.label_names.index(self.positive_label)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train.y) / self.config.batch_size)
+
+
+def train(config: Config, prepared, run_dir: Path, progress: bool = True, resume: bool = False) -> dict:
+    """Train, evaluate, compare with the classical baselines, write the run dir; return summary.json's dict.
+
+    `prepared` is orchestrator.pipeline.Prepared (dataset, split, vectors, embed_info).
+    resume=True continues from run_dir/checkpoint.pt: on an exact backend the result equals an
+    uninterrupted run's."""
+    t = config.train
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(one_torch_thread())
+        training = setup(config, prepared, run_dir)
+        stack.callback(training.scheduler.backend.close)   # ends a Session/Batch, stops workers: always
+        state = restore(training) if resume else start(training, config, prepared.embed_info)
+        train_started = time.perf_counter()
+
+        for epoch in range(state.epoch, t.epochs):
+            if state.epochs_without_progress >= t.patience:
+                log.info(f"early stop: no better validation {t.select_metric} for {t.patience} epochs")
+                break
+            if state.next_batch == 0:     # a new epoch: its own row order and tallies
+                state.data_order = epoch_order(len(training.train.y), t.seed, epoch)
+                state.tally = EpochTally()
+            state.epoch = epoch
+            epoch_started = time.perf_counter()
+            train_epoch(training, state, train_started, progress)
+            end_epoch(training, state, train_started, epoch_started, progress)
+        train_seconds = state.train_seconds_before + time.perf_counter() - train_started
+
+        training.head.load_state_dict(load_torch(run_dir / BEST)["model"])
+        test = evaluate(training, training.test).scores
+        baselines = fit_baselines(training.train, training.val, training.test, training.n_classes,
+                                  training.positive, training.class_weights, config.quantum.n_qubits, t)
+        quantum = report.quantum_usage(training.scheduler)   # before the backend closes (and stops its workers)
+
+    summary = report.summary(config, prepared.dataset, prepared.split, state, test, baselines, quantum,
+                             train_seconds, training.scheduler.counters.requests)
+    report.write_report(run_dir, summary, state.history, test, training.label_names)
+    return summary
+
+
+def setup(config: Config, prepared, run_dir: Path) -> Training:
+    """Features, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
+    t = config.train
+    dataset, split, vectors = prepared.dataset, prepared.split, prepared.vectors
+    standardiser = Standardiser.fit(vectors[split.train])
+    train_set, val_set, test_set = (standardiser.apply(vectors[rows], dataset.labels[rows])
+                                    for rows in (split.train, split.val, split.test))
+    weights = class_weights(train_set.y.numpy(), len(dataset.label_names), t.class_weights)
+
+    seed_everything(t.seed)
+    scheduler = make_scheduler(config, run_dir)
+    head = make_model(vectors.shape[1], len(dataset.label_names), scheduler)
+    optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    total_steps = math.ceil(len(train_set.y) / t.batch_size) * t.epochs
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, t.schedule))
+    return Training(config=t, run_dir=run_dir, head=head, scheduler=scheduler, optimizer=optimizer,
+                    lr_schedule=lr_schedule, loss_fn=nn.CrossEntropyLoss(weight=weights), class_weights=weights,
+                    standardiser=standardiser, train=train_set, val=val_set, test=test_set,
+                    label_names=list(dataset.label_names), positive_label=dataset.positive_label)
+
+
+def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftScheduler) -> nn.Module:
+    """What maps a batch of features to logits: the hybrid head on `scheduler`.
+    (A co-trained encoder plugs in here, in front of the head.)"""
+    return HybridHead(n_features, n_classes, scheduler)
+
+
+def start(training: Training, config: Config, embed_info: dict) -> TrainState:
+    """A fresh run: config.yaml, and a checkpoint at step 0 so it is resumable from the first step."""
+    write_yaml_atomically(training.run_dir / "config.yaml", to_dict(config))
+    state = TrainState(best=Best(metric=training.config.select_metric), embed_info=embed_info,
+                       data_order=epoch_order(len(training.train.y), training.config.seed, 0))
+    checkpoint(training, state, train_seconds=0.0)
+    return state
+
+
+def restore(training: Training) -> TrainState:
+    state = TrainState.from_checkpoint(load_torch(training.run_dir / CHECKPOINT), training.head,
+                                       training.optimizer, training.lr_schedule, training.scheduler.counters)
+    log.info(f"resuming at epoch {state.epoch + 1}, step {state.step}")
+    return state
+
+
+def train_epoch(training: Training, state: TrainState, train_started: float, progress: bool) -> None:
+    """The mini-batches of `state.epoch` from `state.next_batch` on, in `state.data_order`."""
+    from tqdm import tqdm
+
+    t, head, counters = training.config, training.head, training.scheduler.counters
+    bar = tqdm(range(state.next_batch, training.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{t.epochs}",
+               unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=True,
+               initial=state.next_batch, total=training.steps_per_epoch)
+    for batch in bar:
+        rows = torch.from_numpy(state.data_order[batch * t.batch_size:(batch + 1) * t.batch_size])
+        x, y = training.train.x[rows], training.train.y[rows]
+        step_started = time.perf_counter()
+        logits = head(x)                     # one job: values and the parameter-shift Jacobian
+        loss = training.loss_fn(logits, y)
+        training.optimizer.zero_grad()
+        loss.backward()                      # local vector-Jacobian product, no job
+        training.optimizer.step()
+        training.lr_schedule.step()
+        state.step += 1
+        state.step_seconds.append(time.perf_counter() - step_started)
+
+        state.tally.add(loss.item(), logits.argmax(dim=1), y)
+        bar.set_postfix(loss=f"{state.tally.mean_loss:.4f}", acc=f"{state.tally.accuracy:.3f}",
+                        jobs=str(counters.total.jobs), circuits=str(counters.total.circuits))
+        state.next_batch = batch + 1
+        if t.checkpoint_every and state.step % t.checkpoint_every == 0:
+            checkpoint(training, state, state.train_seconds_before + time.perf_counter() - train_started)
+    bar.close()
+
+
+def end_epoch(training: Training, state: TrainState, train_started: float, epoch_started: float,
+              progress: bool) -> None:
+    """Validate, keep the best weights (best.pt), append to metrics.jsonl, checkpoint."""
+    t, counters, epoch = training.config, training.scheduler.counters, state.epoch + 1
+    train_scores = state.tally.scores(training.n_classes, training.positive)
+    validation = evaluate(training, training.val)
+    value = validation.scores.metric(t.select_metric)
+    if value > state.best.value:
+        state.best.value, state.best.epoch = value, epoch
+        state.epochs_without_progress = 0
+        save_best(training, epoch, value)
+    else:
+        state.epochs_without_progress += 1
+    state.history.append({
+        "epoch": epoch, "step": state.step,
+        "train_loss": state.tally.mean_loss, "train_acc": train_scores.accuracy,
+        "train_f1": train_scores.f1_positive,
+        "val_loss": validation.loss, "val_acc": validation.scores.accuracy,
+        "val_f1": validation.scores.f1_positive, "val_f1_macro": validation.scores.f1_macro,
+        "lr": training.optimizer.param_groups[0]["lr"],
+        "jobs": counters.total.jobs, "circuits": counters.total.circuits,
+        "seconds": time.perf_counter() - epoch_started})
+    write_jsonl_atomically(training.run_dir / "metrics.jsonl", state.history)
+    state.epoch, state.next_batch = epoch, 0
+    checkpoint(training, state, state.train_seconds_before + time.perf_counter() - train_started)
+    if progress:
+        log.info(f"epoch {epoch}: val loss {validation.loss:.4f}  acc {validation.scores.accuracy:.3f}  "
+                 f"{t.select_metric} {value:.3f}" + ("  (best)" if state.best.epoch == epoch else ""))
+
+
+def checkpoint(training: Training, state: TrainState, train_seconds: float) -> None:
+    save_torch_atomically(training.run_dir / CHECKPOINT, state.to_checkpoint(
+        training.head, training.optimizer, training.lr_schedule, training.scheduler.counters, train_seconds))
+    # no resume replays what this checkpoint covers: the journal may drop those results
+    training.scheduler.job_hook.prune(up_to_request=training.scheduler.counters.requests)
+
+
+def save_best(training: Training, epoch: int, value: float) -> None:
+    save_torch_atomically(training.run_dir / BEST, {
+        "model": training.head.state_dict(), "epoch": epoch, "metric": training.config.select_metric,
+        "value": value,
+        # what `orchestrate eval` / `predict` need to apply the model to new vectors
+        "standardiser": training.standardiser.to_dict(), "labels": training.label_names,
+        "positive_label": training.positive_label})
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    scores: Scores
+
+
+def evaluate(training: Training, features: Features) -> Evaluation:
+    """One values-only request for the whole split (no Jacobian, no shifted rows)."""
+    head = training.head
+    head.eval()
+    with torch.no_grad():
+        logits = head(features.x)
+        loss = float(training.loss_fn(logits, features.y))
+    head.train()
+    predicted = logits.argmax(dim=1).numpy()
+    return Evaluation(loss=loss, scores=score(features.y.numpy(), predicted, training.n_classes, training.positive))
+
+
+def lr_factor(step: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of the base lr after `step` steps: cosine from 1 to 0 over the run, or constant."""
+    if schedule == "none" or total_steps <= 0:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))

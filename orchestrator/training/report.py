@@ -1,0 +1,129 @@
+"""What a finished run reports: summary.json, the plots and the table `orchestrate run` prints.
+
+Pure assembly of numbers the loop measured; the only I/O is writing the run dir's files.
+"""
+from __future__ import annotations
+
+import io
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.config import Config
+from orchestrator.core.files import write_bytes_atomically, write_json_atomically
+from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.training.metrics import Scores
+from orchestrator.training.state import TrainState
+
+
+def quantum_usage(scheduler: ParameterShiftScheduler) -> dict:
+    """summary.json's "quantum" block: jobs, circuits, shots, QPU seconds, and on a remote
+    backend what the journal saved and how the jobs ran."""
+    counters = scheduler.counters
+    usage = {"jobs": counters.total.jobs, "circuits": counters.total.circuits, "shots": counters.total.shots,
+             "qpu_seconds": 0.0}   # a simulator uses no QPU time
+    journal = scheduler.job_hook.usage()           # {} without a job journal
+    usage.update(journal)
+    usage.update(scheduler.backend.usage())
+    if journal:
+        usage.update(transpilations=scheduler.transpilations, jobs_from_journal=counters.from_journal,
+                     jobs_reattached=counters.reattached, jobs_resubmitted=counters.resubmitted)
+    return usage
+
+
+def summary(config: Config, dataset, split, state: TrainState, test: Scores, baselines: dict[str, Scores],
+            quantum: dict, train_seconds: float, requests: int) -> dict:
+    """summary.json (schema in DESIGN.md / README)."""
+    logistic = baselines["logistic_regression"]
+    embed = state.embed_info
+    return {
+        "dataset": config.data.name,
+        "model": config.embedding.model,
+        "backend": config.quantum.backend,
+        "n_qubits": config.quantum.n_qubits,
+        "depth": config.quantum.depth,
+        "test": {"accuracy": test.accuracy, "f1_positive": test.f1_positive,
+                 "f1_macro": test.f1_macro, "confusion": test.confusion},
+        "classical_baseline": {"accuracy": logistic.accuracy, "f1_positive": logistic.f1_positive,
+                               **{name: brief(scores) for name, scores in baselines.items()}},
+        "quantum": quantum,
+        "timing": {"embed_s": embed["seconds"], "train_s": train_seconds, "steps": state.step,
+                   "step_s_median": statistics.median(state.step_seconds) if state.step_seconds else 0.0},
+        "cache": {"path": embed["path"], "key": embed["key"], "hit": embed["hit"]},
+        "labels": list(dataset.label_names),
+        "positive_label": dataset.positive_label,
+        "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test),
+                  "duplicates_merged": split.duplicates_merged, "policy": split.policy},
+        "best": state.best.to_dict(),
+        "epochs_run": len(state.history),
+        "requests": {"train_steps": state.step, "evaluations": requests - state.step},
+    }
+
+
+def write_report(run_dir: Path, summary_: dict, history: list[dict], test: Scores, label_names: list[str]) -> None:
+    write_json_atomically(run_dir / "summary.json", summary_)
+    write_plots(run_dir, history, test, label_names)
+
+
+def brief(scores: Scores) -> dict:
+    return {"accuracy": scores.accuracy, "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro,
+            "confusion": scores.confusion}
+
+
+def write_plots(run_dir: Path, history: list[dict], test: Scores, label_names: list[str]) -> list[Path]:
+    """loss.png, accuracy.png (train/val per epoch) and confusion.png (test); none without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    epochs = [row["epoch"] for row in history]
+    for name, key in (("loss", "loss"), ("accuracy", "acc")):
+        figure, axes = plt.subplots(figsize=(5, 3.5))
+        axes.plot(epochs, [row[f"train_{key}"] for row in history], marker="o", label="train")
+        axes.plot(epochs, [row[f"val_{key}"] for row in history], marker="o", label="validation")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(name)
+        axes.legend()
+        figure.tight_layout()
+        written.append(save_figure(figure, run_dir / f"{name}.png"))
+        plt.close(figure)
+    figure, axes = plt.subplots(figsize=(4, 3.5))
+    confusion = np.array(test.confusion)
+    axes.imshow(confusion, cmap="Blues")
+    for (i, j), count in np.ndenumerate(confusion):
+        axes.text(j, i, str(count), ha="center", va="center")
+    axes.set_xticks(range(len(label_names)), label_names)
+    axes.set_yticks(range(len(label_names)), label_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("test confusion")
+    figure.tight_layout()
+    written.append(save_figure(figure, run_dir / "confusion.png"))
+    plt.close(figure)
+    return written
+
+
+def save_figure(figure, target: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_bytes_atomically(target, buffer.getvalue())
+    return target
+
+
+def report_table(summary: dict, run_dir: Path) -> str:
+    """The short comparison printed at the end of `orchestrate run`."""
+    rows = [("quantum head", summary["test"]),
+            ("logistic regression", summary["classical_baseline"]["logistic_regression"]),
+            ("classical head (no circuit)", summary["classical_baseline"]["classical_head"])]
+    lines = [f"{'test split':<28} {'accuracy':>8} {'F1 ' + summary['positive_label']:>10} {'F1 macro':>9}"]
+    lines += [f"{name:<28} {s['accuracy']:>8.3f} {s['f1_positive']:>10.3f} {s['f1_macro']:>9.3f}" for name, s in rows]
+    q, timing = summary["quantum"], summary["timing"]
+    lines.append(f"quantum: {q['jobs']} jobs, {q['circuits']} circuits, {timing['steps']} steps "
+                 f"(median {timing['step_s_median'] * 1000:.0f} ms), train {timing['train_s']:.1f} s, "
+                 f"embed {timing['embed_s']:.1f} s ({'cache hit' if summary['cache']['hit'] else 'computed'})")
+    lines.append(f"run dir: {run_dir}")
+    return "\n".join(lines)

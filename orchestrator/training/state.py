@@ -1,0 +1,155 @@
+"""The state of a training run, and the files that keep it: `checkpoint.pt` and `best.pt`.
+
+`TrainState` is everything the loop changes besides the model, the optimizer and the lr
+schedule: where the run is (step, epoch, next batch, this epoch's row order), the best
+validation value so far, the history, the running tallies of the epoch in progress. With the
+RNG states and the scheduler's job counters, `to_checkpoint` / `from_checkpoint` make a resumed
+run on an exact backend reproduce the uninterrupted run's numbers.
+
+Both files are written atomically (orchestrator.core.files): a kill leaves the old one or the new one.
+"""
+from __future__ import annotations
+
+import io
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from orchestrator.core.files import write_bytes_atomically
+from orchestrator.quantum.scheduler import SchedulerCounters
+from orchestrator.training.metrics import Scores, score
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class EpochTally:
+    """Loss and predictions of the epoch so far (a checkpoint mid-epoch keeps them)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    predictions: list = field(default_factory=list)   # np.ndarray per step
+    targets: list = field(default_factory=list)
+
+    def add(self, loss: float, predicted: torch.Tensor, targets: torch.Tensor) -> None:
+        self.loss_sum += loss * len(targets)
+        self.correct += int((predicted == targets).sum())
+        self.seen += len(targets)
+        self.predictions.append(predicted.numpy())
+        self.targets.append(targets.numpy())
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.seen
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.seen
+
+    def scores(self, n_classes: int, positive: int) -> Scores:
+        return score(np.concatenate(self.targets), np.concatenate(self.predictions), n_classes, positive)
+
+    def to_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "seen": self.seen,
+                "predictions": list(self.predictions), "targets": list(self.targets)}
+
+
+@dataclass
+class Best:
+    """The best validation value so far and the epoch (1-based) that reached it."""
+
+    metric: str
+    value: float = -math.inf
+    epoch: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "value": self.value, "epoch": self.epoch}
+
+
+@dataclass
+class TrainState:
+    best: Best
+    data_order: np.ndarray               # the row order of the epoch in progress
+    step: int = 0                        # training steps done
+    epoch: int = 0                       # the epoch in progress, 0-based
+    next_batch: int = 0                  # its first batch not trained yet
+    epochs_without_progress: int = 0
+    history: list = field(default_factory=list)        # one dict per finished epoch (metrics.jsonl)
+    step_seconds: list = field(default_factory=list)
+    tally: EpochTally = field(default_factory=EpochTally)
+    train_seconds_before: float = 0.0    # training time spent by earlier processes of this run
+    embed_info: dict = field(default_factory=dict)     # how the run's vectors were first obtained
+
+    def to_checkpoint(self, model: torch.nn.Module, optimizer, lr_schedule, counters: SchedulerCounters,
+                      train_seconds: float) -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "lr_scheduler": lr_schedule.state_dict(), "rng": rng_states(),
+            "step": self.step, "epoch": self.epoch, "next_batch": self.next_batch, "data_order": self.data_order,
+            "best": self.best.to_dict(), "epochs_without_progress": self.epochs_without_progress,
+            "embed_info": self.embed_info, "history": list(self.history), "step_seconds": list(self.step_seconds),
+            "running": self.tally.to_dict(), "train_seconds": train_seconds,
+            "counters": {"jobs": counters.total.jobs, "circuits": counters.total.circuits,
+                         "shots": counters.total.shots, "requests": counters.requests}}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, model: torch.nn.Module, optimizer, lr_schedule,
+                        counters: SchedulerCounters) -> "TrainState":
+        """Restore the model, optimizer, lr schedule, RNGs and job counters; return the state."""
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        lr_schedule.load_state_dict(checkpoint["lr_scheduler"])
+        restore_rng_states(checkpoint["rng"])
+        saved = checkpoint["counters"]
+        counters.total.jobs, counters.total.circuits, counters.total.shots = (
+            saved["jobs"], saved["circuits"], saved["shots"])
+        counters.requests = saved["requests"]
+        return cls(best=Best(**checkpoint["best"]), data_order=checkpoint["data_order"], step=checkpoint["step"],
+                   epoch=checkpoint["epoch"], next_batch=checkpoint["next_batch"],
+                   epochs_without_progress=checkpoint["epochs_without_progress"],
+                   history=checkpoint["history"], step_seconds=checkpoint["step_seconds"],
+                   tally=EpochTally(**checkpoint["running"]), train_seconds_before=checkpoint["train_seconds"],
+                   embed_info=checkpoint["embed_info"])
+
+
+def epoch_order(n_rows: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the train rows in `epoch`: a function of (seed, epoch) only, so a resumed run
+    visits the rows in the same order as an uninterrupted one."""
+    return np.random.default_rng([seed, epoch]).permutation(n_rows)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def save_torch_atomically(target: Path, state: dict) -> None:
+    # through a buffer, not a path: torch names the archive inside the file after its path, and
+    # the same state must give the same bytes wherever it is written
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomically(target, buffer.getvalue())
+
+
+def load_torch(path: Path) -> dict:
+    # weights_only=False: a checkpoint holds numpy and python RNG states next to tensors; it is
+    # a file this project wrote into its own run dir
+    return torch.load(path, map_location="cpu", weights_only=False)
