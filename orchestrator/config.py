@@ -117,6 +117,12 @@ class QuantumConfig(ConfigSection):
     # simulated on the circuit's own qubits: far faster than the fake_<device> backend
     noise_model: Optional[Text] = Field(None, description="aer_simulator only: a fake device's noise "
                                                           "(fake_fez, ...), simulated on the circuit's qubits")
+    gradient: Literal["parameter-shift", "parameter-shift-weights", "spsa"] = Field(
+        "parameter-shift", description="parameter-shift (exact, 1 + 2 x parameters rows per sample) | "
+                                       "parameter-shift-weights (exact for the circuit weights, pre-net frozen) | "
+                                       "spsa (estimated, 1 + 2 x spsa_samples rows per sample)")
+    spsa_step: Number = Field(0.1, gt=0, le=1, description="spsa: how far every parameter moves (radians)")
+    spsa_samples: Int = Field(1, ge=1, description="spsa: perturbations per sample, averaged")
 
     @field_validator("backend")
     @classmethod
@@ -150,8 +156,9 @@ class RuntimeConfig(ConfigSection):
         None, description="empty: QISKIT_IBM_CHANNEL or the saved account")
     instance: Optional[Text] = Field(None, description="CRN or instance name; empty: QISKIT_IBM_INSTANCE "
                                                        "or the saved account")
-    execution_mode: Literal["session", "batch", "job"] = Field(
-        "session", description="session (training: one reserved window) | batch | job")
+    execution_mode: Literal["auto", "session", "batch", "job"] = Field(
+        "auto", description="auto (a session where the account may open one, else batch, else job: "
+                            "IBM's Open plan refuses sessions) | session | batch | job")
     max_session_seconds: Optional[Int] = Field(None, ge=1, description="Session/Batch max_time; empty: IBM's default")
     default_shots: Int = Field(1024, ge=1, description="when quantum.shots is empty")
     precision: Optional[Number] = Field(None, gt=0, lt=1, description="target precision instead of shots "

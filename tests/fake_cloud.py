@@ -20,6 +20,8 @@ Behaviour switches, read from ROOT/behaviour.json when a job is submitted:
     {"fail_all": true}           every job fails
     {"usage_seconds_per_row": x} jobs report quantum_seconds = rows * x in their usage metrics
     {"interrupt_on_submission": 2} the user presses Ctrl-C while the 2nd job is being submitted
+    {"refuse_sessions": true}    an Open-plan account: a job submitted in a Session is refused with
+                                 the service's own error (Batch and job mode are allowed)
 """
 from __future__ import annotations
 
@@ -31,10 +33,15 @@ import uuid
 from pathlib import Path
 
 from qiskit.providers.exceptions import QiskitBackendNotFoundError
-from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError, RuntimeJobNotFound
+from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+from qiskit_ibm_runtime.exceptions import IBMRuntimeError, RuntimeJobFailureError, RuntimeJobNotFound
 from qiskit_ibm_runtime.fake_provider.local_service import QiskitRuntimeLocalService
 
 from orchestrator.quantum.backends.devices import resolve_fake_device
+
+# What IBM Quantum answers an Open-plan account that runs a job in a session (HTTP 403).
+OPEN_PLAN_REFUSAL = ("'403 Client Error: Forbidden for url: https://quantum.cloud.ibm.com/api/v1/jobs. "
+                     "You are not authorized to run a session when using the open plan., Error code: 1352.'")
 
 DEVICES = {"ibm_fez": "fake_fez", "ibm_kingston": "fake_kingston", "ibm_torino": "fake_torino",
            "ibm_manila": "fake_manila"}
@@ -97,6 +104,9 @@ class FakeCloudService(QiskitRuntimeLocalService):
         number = self.count_submission()
         if number == behaviour.get("interrupt_on_submission"):
             raise KeyboardInterrupt
+        if behaviour.get("refuse_sessions") and submitted_in_a_session():
+            # as QiskitRuntimeService._run re-raises the API's refusal
+            raise IBMRuntimeError(f"Failed to run program: {RequestsApiError(OPEN_PLAN_REFUSAL, 403)}")
         local_job = super()._run(program_id=program_id, inputs=inputs, options=options, **kwargs)
         failed = behaviour.get("fail_all", False) or number in behaviour.get("fail_results", [])
         result = None if failed else local_job.result()   # the job runs to completion "in the cloud"
@@ -124,6 +134,21 @@ class FakeCloudService(QiskitRuntimeLocalService):
         with open(self.root / "submissions.log", "a") as log:
             log.write("job\n")
         return submissions(self.root)
+
+
+def submitted_in_a_session() -> bool:
+    """Whether the job being submitted comes through a Session that is not a Batch. The real
+    service sees the session id on the request; local testing mode passes none, so look at the
+    caller (Session._run) instead."""
+    from qiskit_ibm_runtime import Batch, Session
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        caller = frame.f_locals.get("self")
+        if isinstance(caller, Session):
+            return not isinstance(caller, Batch)
+        frame = frame.f_back
+    return False
 
 
 def submissions(root: Path) -> int:

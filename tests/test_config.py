@@ -106,7 +106,7 @@ def test_defaults():
     assert config.embedding.model == DEFAULT_MODEL == "all-MiniLM-L6-v2"
     assert config.embedding.cache_dir == default_cache_dir()
     assert config.quantum.backend == "aer_simulator" and config.quantum.shots is None
-    assert config.runtime.execution_mode == "session" and config.runtime.default_shots == 1024
+    assert config.runtime.execution_mode == "auto" and config.runtime.default_shots == 1024
     assert config.train.lr == 0.01 and config.train.weight_decay == 0.5 and config.train.epochs == 12
     assert config.train.select_metric == SELECTION_METRICS[0] == "f1_positive"
 

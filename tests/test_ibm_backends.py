@@ -72,7 +72,7 @@ def test_fake_device_run_goes_through_a_session_and_the_estimator(cache, tmp_pat
     assert [e["event"] for e in events] == ["intent", "submitted", "result"] * quantum["jobs"]
     assert len({e["job_id"] for e in events if e["event"] == "submitted"}) == quantum["jobs"]
     recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert recorded["quantum"]["backend"] == "fake_manila" and recorded["runtime"]["execution_mode"] == "session"
+    assert recorded["quantum"]["backend"] == "fake_manila" and recorded["runtime"]["execution_mode"] == "auto"
 
 
 @pytest.mark.parametrize("mode, expected", [("session", "Session"), ("batch", "Batch"), ("job", None)])
@@ -163,6 +163,37 @@ def test_the_session_is_closed_when_a_run_fails_or_is_interrupted(cache, tmp_pat
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert code == 2 and len(errors) == 1 and message in errors[0] and f"orchestrate resume {run_dir}" in errors[0]
     assert len(closed) == 1 and (run_dir / "checkpoint.pt").is_file()
+
+
+# --- Open plan: no sessions ----------------------------------------------------------------------
+
+def test_an_open_plan_account_runs_in_batch_mode_with_one_warning(cache, tmp_path, capsys, monkeypatch):
+    """execution_mode auto (the default): the service refuses the session with its real error; the
+    run goes on in batch mode, says so once, and pays for no job twice."""
+    cloud = install(tmp_path / "cloud", monkeypatch.setattr)
+    (cloud.root / "behaviour.json").write_text(json.dumps({"refuse_sessions": True}))
+    run_dir = tmp_path / "run"
+    assert main(["run", *TINY, "--backend", "ibm_manila", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: ibm_manila: this account may not open a session (IBM's Open plan allows none); "
+                        "running in batch mode instead"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum"]["execution_mode"] == "batch"
+    journal = read_journal(run_dir)
+    submitted = [event for event in journal if event["event"] == "submitted"]
+    assert len(submitted) == summary["quantum"]["jobs"] == submissions(cloud.root) - 1   # the refused one
+    assert not [event for event in journal if event["event"] == "failed"]
+
+
+def test_a_session_asked_for_explicitly_and_refused_is_one_line(cache, tmp_path, capsys, monkeypatch):
+    cloud = install(tmp_path / "cloud", monkeypatch.setattr)
+    (cloud.root / "behaviour.json").write_text(json.dumps({"refuse_sessions": True}))
+    code = main(["run", *TINY, "--backend", "ibm_manila", "--set", "runtime.execution_mode=session",
+                 "--cache-dir", str(cache), "--run-dir", str(tmp_path / "run")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1
+    assert "ibm_manila refused session mode" in errors[0] and "execution_mode: auto" in errors[0]
+    assert submissions(cloud.root) == 1, "a refusal is not retried"
 
 
 # --- the job journal: kill -9 with a job in flight, resume re-attaches ----------------------------

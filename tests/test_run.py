@@ -59,7 +59,8 @@ def test_run_dir_holds_every_file(two_runs):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None,
                                  "optimization_level": 1, "max_parameter_sets_per_job": None,
-                                 "circuit_workers": 0, "min_rows_for_workers": 4096, "noise_model": None}
+                                 "circuit_workers": 0, "min_rows_for_workers": 4096, "noise_model": None,
+                                 "gradient": "parameter-shift", "spsa_step": 0.1, "spsa_samples": 1}
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
 
 
@@ -172,6 +173,34 @@ def checkpoint_step(run_dir) -> int:
         return -1
 
 
+def kill_after_checkpoint(args: list, run_dir, target: int, total_steps: int) -> int:
+    """Start `orchestrate run ARGS --run-dir RUN_DIR` in a subprocess and SIGKILL it once a checkpoint
+    at step `target` or later is on disk; the checkpointed step it died after."""
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *args, "--run-dir", str(run_dir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while checkpoint_step(run_dir) < target:
+        assert process.poll() is None, f"the run ended before step {target}"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "summary.json").exists(), "the kill came too late to test anything"
+    interrupted_at = checkpoint_step(run_dir)
+    assert target <= interrupted_at < total_steps
+    return interrupted_at
+
+
+def assert_same_run(resumed_dir, expected_dir):
+    expected, resumed = (json.loads((d / "summary.json").read_text()) for d in (expected_dir, resumed_dir))
+    for key in ("test", "classical_baseline", "quantum", "cache", "best", "split", "epochs_run"):
+        assert resumed[key] == expected[key], key
+    assert resumed["timing"]["steps"] == expected["timing"]["steps"]
+    metrics = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+               for d in (expected_dir, resumed_dir)]
+    assert without_timings(metrics[1]) == without_timings(metrics[0])
+
+
 @pytest.mark.parametrize("kill_after", ["first checkpoint", "random step"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, reference_run, tmp_path, kill_after):
     reference, cache = reference_run, two_runs[0].parent / "cache"
@@ -179,29 +208,28 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, reference_ru
     # checkpoints come at step 0, every 2 steps and at epoch ends: kill after step 0 or a random later one
     target = 0 if kill_after == "first checkpoint" else random.Random().randrange(2, total_steps - 2)
     print(f"killing after checkpointed step {target} of {total_steps}")
-
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *RESUMABLE, "--cache-dir", str(cache),
-                                "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while checkpoint_step(killed) < target:
-        assert process.poll() is None, f"the run ended before step {target}"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (killed / "summary.json").exists(), "the kill came too late to test anything"
-    interrupted_at = checkpoint_step(killed)
-    assert target <= interrupted_at < total_steps
-
+    kill_after_checkpoint([*RESUMABLE, "--cache-dir", str(cache)], killed, target, total_steps)
     assert main(["resume", "-q", str(killed)]) == 0
-    expected, resumed = (json.loads((d / "summary.json").read_text()) for d in (reference, killed))
-    for key in ("test", "classical_baseline", "quantum", "cache", "best", "split", "epochs_run"):
-        assert resumed[key] == expected[key], key
-    assert resumed["timing"]["steps"] == expected["timing"]["steps"]
-    metrics = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-               for d in (reference, killed)]
-    assert without_timings(metrics[1]) == without_timings(metrics[0])
+    assert_same_run(killed, reference)
+
+
+def test_spsa_training_resumes_to_the_same_numbers(two_runs, tmp_path):
+    """SPSA's random signs follow (seed, request): a killed and resumed run draws the same ones."""
+    cache = two_runs[0].parent / "cache"
+    spsa = [*RESUMABLE, "--set", "quantum.gradient=spsa", "--set", "quantum.spsa_samples=2", "--cache-dir", str(cache)]
+    reference = tmp_path / "reference"
+    assert main(["run", *spsa, "--run-dir", str(reference)]) == 0
+    summary = json.loads((reference / "summary.json").read_text())
+    steps, train_rows, validation_rows = summary["timing"]["steps"], summary["split"]["train"], summary["split"]["val"]
+    # one job per step of 8 x (1 + 2 x 2) rows, whatever the parameter count (4 qubits, depth 2: 12)
+    first_epoch = json.loads((reference / "metrics.jsonl").read_text().splitlines()[0])
+    assert first_epoch["jobs"] == math.ceil(train_rows / 8) + 1
+    assert first_epoch["circuits"] == 5 * train_rows + validation_rows
+    killed = tmp_path / "killed"
+    kill_after_checkpoint([*spsa], killed, random.Random().randrange(2, steps - 2), steps)
+    assert main(["resume", "-q", str(killed)]) == 0
+    assert_same_run(killed, reference)
 
 
 def test_resume_refuses_a_finished_run(capsys, two_runs):

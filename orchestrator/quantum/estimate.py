@@ -1,8 +1,8 @@
 """What a training run will submit, before it submits anything: `orchestrate estimate`.
 
-Pure arithmetic on the split sizes and the config, mirroring the coordinator and the scheduler:
-every training step is one request of batch x (1 + 2 x (inputs + weights)) parameter sets (the
-parameter-shift table), every validation pass one request of the validation rows, the test
+Pure arithmetic on the split sizes and the config, mirroring the training loop and the scheduler:
+every training step is one request of batch x rows-per-sample parameter sets (the gradient
+method's table: 1 + 2 x (inputs + weights) for parameter shift), every validation pass one request of the validation rows, the test
 pass one request of the test rows; a request is split into jobs only at the per-job limit.
 """
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Optional
 
 from orchestrator.config import Config
 from orchestrator.data import Split
-from orchestrator.quantum.backends import make_backend, quantum_spec
+from orchestrator.quantum.backends import gradient_method, make_backend, quantum_spec
 from orchestrator.quantum.backends.devices import backend_kind
 from orchestrator.quantum.circuits import DEFAULT_TRANSPILE_CACHE, QuantumSpec, build_dressed_circuit
+from orchestrator.quantum.gradients import GradientMethod
 from orchestrator.quantum.scheduler import plan_jobs
 
 
@@ -58,9 +59,10 @@ def request_workload(rows: int, max_per_job: Optional[int]) -> Workload:
 
 
 def estimate_run(train_rows: int, val_rows: int, test_rows: int, spec: QuantumSpec, batch_size: int,
-                 epochs: int, max_per_job: Optional[int] = None) -> RunEstimate:
+                 epochs: int, max_per_job: Optional[int] = None,
+                 gradient: GradientMethod = GradientMethod()) -> RunEstimate:
     """Jobs and parameter sets of a whole run (no early stop: the most it can cost)."""
-    rows_per_sample = 1 + 2 * spec.n_parameters
+    rows_per_sample = gradient.rows_per_sample(spec.n_inputs, spec.n_weights)
     steps = math.ceil(train_rows / batch_size)
     full, last = divmod(train_rows, batch_size)
     step = request_workload(batch_size * rows_per_sample, max_per_job)
@@ -97,7 +99,7 @@ def describe(config: Config, split: Split) -> list[str]:
     kind = backend_kind(q.backend)
     shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
     plan = estimate_run(len(split.train), len(split.val), len(split.test), spec, t.batch_size, t.epochs,
-                        q.max_parameter_sets_per_job)
+                        q.max_parameter_sets_per_job, gradient_method(config))
     shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
     lines = [f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}",
              f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}"]

@@ -1,8 +1,9 @@
 """Turns a request (a batch of inputs and the current weights) into primitive jobs on a backend.
 
-A training-step request builds the whole parameter-shift table of the batch (see
-`shift_rule.py`), submits it as ONE job (one circuit, one parameter array, every observable
-broadcast against it) and returns the forward values and the full Jacobian. The table is split
+A training-step request builds the whole gradient table of the batch (parameter shift by
+default, `shift_rule.py`; or another method of `gradients.py`), submits it as ONE job (one
+circuit, one parameter array, every observable broadcast against it) and returns the forward
+values and the full Jacobian. The table is split
 into several jobs only when the backend or the scheduler sets a maximum number of parameter
 sets per job. An evaluation-only request submits the unshifted rows alone.
 
@@ -26,6 +27,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from orchestrator.core.errors import first_line
 from orchestrator.quantum import shift_rule
+from orchestrator.quantum.gradients import GradientMethod
 from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
                                    TranspiledTemplate)
 
@@ -201,8 +203,10 @@ class ParameterShiftScheduler:
                  optimization_level: int = 1,
                  max_parameter_sets_per_job: Optional[int] = None,
                  transpile_cache: Optional[TranspileCache] = None,
-                 job_hook: Optional[JobHook] = None) -> None:
+                 job_hook: Optional[JobHook] = None,
+                 gradient: GradientMethod = GradientMethod()) -> None:
         self.template = template
+        self.gradient = gradient
         self.backend = backend
         self.optimization_level = optimization_level
         self._own_limit = max_parameter_sets_per_job
@@ -233,10 +237,13 @@ class ParameterShiftScheduler:
         return compiled
 
     def values_and_jacobian(self, inputs: np.ndarray, weights: np.ndarray) -> ShiftResult:
-        """Forward values and the full Jacobian of a batch, from one request."""
-        table = shift_rule.shifted_parameter_table(inputs, weights)
-        expectations = self.evaluate(table)
-        values, jacobian = shift_rule.values_and_jacobian(expectations, len(inputs), self.n_parameters)
+        """Forward values and the Jacobian of a batch (exact or estimated, as `gradient` says), from
+        one request."""
+        request = self.counters.requests + 1        # SPSA draws its signs from the request number
+        n_inputs, n_weights = np.shape(inputs)[1], len(weights)
+        expectations = self.evaluate(self.gradient.table(inputs, weights, request))
+        values, jacobian = self.gradient.values_and_jacobian(expectations, n_inputs, n_weights, request,
+                                                             batch=len(inputs))
         return ShiftResult(values=values, jacobian=jacobian)
 
     def values(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from torch import nn
 
 from orchestrator.config import Config, TrainConfig, to_dict
 from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
+from orchestrator.data import Dataset, Split
 from orchestrator.quantum.backends import make_scheduler
 from orchestrator.quantum.model import HybridHead, one_torch_thread
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
@@ -44,6 +46,15 @@ from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, Tra
                                          save_torch_atomically, seed_everything)
 
 log = logging.getLogger(__name__)
+
+
+class Prepared(Protocol):
+    """What a run trains on: orchestrator.pipeline.Prepared."""
+
+    dataset: Dataset
+    split: Split
+    vectors: np.ndarray
+    embed_info: dict
 
 
 @dataclass
@@ -78,10 +89,9 @@ class Training:
         return math.ceil(len(self.train.y) / self.config.batch_size)
 
 
-def train(config: Config, prepared, run_dir: Path, progress: bool = True, resume: bool = False) -> dict:
+def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False) -> dict:
     """Train, evaluate, compare with the classical baselines, write the run dir; return summary.json's dict.
 
-    `prepared` is orchestrator.pipeline.Prepared (dataset, split, vectors, embed_info).
     resume=True continues from run_dir/checkpoint.pt: on an exact backend the result equals an
     uninterrupted run's."""
     t = config.train
@@ -117,7 +127,7 @@ def train(config: Config, prepared, run_dir: Path, progress: bool = True, resume
     return summary
 
 
-def setup(config: Config, prepared, run_dir: Path) -> Training:
+def setup(config: Config, prepared: Prepared, run_dir: Path) -> Training:
     """Features, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
     t = config.train
     dataset, split, vectors = prepared.dataset, prepared.split, prepared.vectors
@@ -142,7 +152,10 @@ def setup(config: Config, prepared, run_dir: Path) -> Training:
 def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftScheduler) -> nn.Module:
     """What maps a batch of features to logits: the hybrid head on `scheduler`.
     (A co-trained encoder plugs in here, in front of the head.)"""
-    return HybridHead(n_features, n_classes, scheduler)
+    head = HybridHead(n_features, n_classes, scheduler)
+    if scheduler.gradient.name == "parameter-shift-weights":
+        head.pre.requires_grad_(False)   # its gradient is not measured: the pre-net stays as it is
+    return head
 
 
 def start(training: Training, config: Config, embed_info: dict) -> TrainState:

@@ -12,6 +12,7 @@ import numpy as np
 
 from orchestrator.config import Config
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
+from orchestrator.data import Dataset, Split
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 from orchestrator.training.metrics import Scores
 from orchestrator.training.state import TrainState
@@ -32,7 +33,7 @@ def quantum_usage(scheduler: ParameterShiftScheduler) -> dict:
     return usage
 
 
-def summary(config: Config, dataset, split, state: TrainState, test: Scores, baselines: dict[str, Scores],
+def summary(config: Config, dataset: Dataset, split: Split, state: TrainState, test: Scores, baselines: dict[str, Scores],
             quantum: dict, train_seconds: float, requests: int) -> dict:
     """summary.json (schema in DESIGN.md / README)."""
     logistic = baselines["logistic_regression"]

@@ -19,6 +19,7 @@ from typing import Optional
 from orchestrator.config import Config
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
+from orchestrator.quantum.gradients import GradientMethod
 from orchestrator.quantum.scheduler import Backend, ParameterShiftScheduler
 
 
@@ -80,4 +81,11 @@ def make_scheduler(config: Config, run_dir: Optional[Path] = None) -> ParameterS
 
         journal = JobJournal(run_dir, config.runtime.max_qpu_seconds)
     return ParameterShiftScheduler(build_dressed_circuit(quantum_spec(config)), backend,
-                                   optimization_level=config.quantum.optimization_level, job_hook=journal)
+                                   optimization_level=config.quantum.optimization_level, job_hook=journal,
+                                   gradient=gradient_method(config))
+
+
+def gradient_method(config: Config) -> GradientMethod:
+    """The configured gradient; SPSA's signs follow the training seed, so reruns draw the same."""
+    q = config.quantum
+    return GradientMethod(q.gradient, spsa_step=q.spsa_step, spsa_samples=q.spsa_samples, seed=config.train.seed)

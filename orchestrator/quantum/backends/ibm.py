@@ -6,8 +6,10 @@ fake devices (`fake_<device>`), on one code path.
                 Session/Batch runs in local testing mode
     device      service.backend(name), or the fake device; its target is what the template is
                 transpiled for, once (the scheduler's TranspileCache)
-    mode        Session (default for training: one reserved window), Batch, or none (job mode);
-                opened lazily at the first job, closed by `close()` on exit, error and Ctrl-C
+    mode        auto (the default): a Session (one reserved window) where the account may open one,
+                else Batch, else job mode (IBM's Open plan refuses sessions: one warning, no
+                failed run); or session / batch / job as configured. Opened lazily at the first
+                job, closed by `close()` on exit, error and Ctrl-C
     jobs        EstimatorV2(mode).run([one PUB]); retried with backoff on transient failures;
                 `attach(job_id)` finds a job a killed client submitted (service.job)
 
@@ -41,9 +43,30 @@ DEFAULT_REP_DELAY_S = 250e-6   # IBM devices' usual default repetition delay, wh
 JOB_OVERHEAD_S = 2.0           # assumed fixed QPU seconds per job in `estimate` (loading, compiling)
 
 
+# A mode the service refused under execution_mode auto, and the one tried next.
+FALLBACK_MODE = {"session": "batch", "batch": "job"}
+# How the service words a refused session (IBM's Open plan: no sessions): message and error code.
+MODE_REFUSALS = ("not authorized to run a session", "error code: 1352")
+
+
+def is_mode_refusal(problem: BaseException) -> bool:
+    """Whether `problem` (or an error it wraps) is the service refusing the execution mode."""
+    seen: list[BaseException] = []
+    pending = [problem]
+    while pending:
+        error = pending.pop()
+        if error is None or any(error is s for s in seen):
+            continue
+        seen.append(error)
+        if any(refusal in str(error).lower() for refusal in MODE_REFUSALS):
+            return True
+        pending += [error.__cause__, error.__context__] + [a for a in error.args if isinstance(a, BaseException)]
+    return False
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
-    execution_mode: str = "session"           # session | batch | job
+    execution_mode: str = "auto"              # auto (session, else batch, else job) | session | batch | job
     max_session_seconds: Optional[int] = None
     shots: int = 1024
     precision: Optional[float] = None
@@ -181,6 +204,7 @@ class RuntimeBackend(Backend):
         self.max_parameter_sets_per_job = options.max_parameter_sets_per_job
         self.job_retries = options.retries        # a failed job is submitted again this many times
         self._sleep = sleep
+        self.mode = "session" if options.execution_mode == "auto" else options.execution_mode
         self._mode = None
         self._estimator = None
 
@@ -190,9 +214,9 @@ class RuntimeBackend(Backend):
             from qiskit_ibm_runtime import Batch, EstimatorV2, Session
 
             max_time = self.options.max_session_seconds
-            if self.options.execution_mode == "session":
+            if self.mode == "session":
                 self._mode = Session(backend=self.device, max_time=max_time)
-            elif self.options.execution_mode == "batch":
+            elif self.mode == "batch":
                 self._mode = Batch(backend=self.device, max_time=max_time)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # EstimatorV2's deprecation notice (0.51)
@@ -206,8 +230,26 @@ class RuntimeBackend(Backend):
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
                parameter_table: np.ndarray, shots: Optional[int]) -> RuntimeJob:
         pub = estimator_pub(circuit, observables, parameter_table)
-        job = self.with_retries("submit a job", lambda: self.estimator().run([pub]))
+        job = self.with_retries("submit a job", lambda: self.run_in_mode(pub))
         return RuntimeJob(job, len(parameter_table), len(observables))
+
+    def run_in_mode(self, pub: tuple):
+        """Submit `pub` in the current execution mode; under `auto`, a mode the account may not
+        open (the Open plan refuses sessions) gives way to the next one: session, batch, job."""
+        while True:
+            try:
+                return self.estimator().run([pub])
+            except Exception as problem:
+                if not is_mode_refusal(problem):
+                    raise
+                if self.options.execution_mode != "auto" or self.mode == "job":
+                    raise UserError(f"{self.name} refused {self.mode} mode: this account may not open one "
+                                    f"(IBM's Open plan allows no sessions); set runtime.execution_mode: auto "
+                                    f"(or batch / job)") from None
+                refused, self.mode = self.mode, FALLBACK_MODE[self.mode]
+                self.close()
+                log.warning(f"{self.name}: this account may not open a {refused} (IBM's Open plan allows none); "
+                            f"running in {self.mode} mode instead")
 
     def attach(self, job_id: str, n_rows: int, n_observables: int) -> Optional[RuntimeJob]:
         """The job `job_id` submitted earlier (by a client that was killed), or None if the
@@ -243,11 +285,10 @@ class RuntimeBackend(Backend):
             try:
                 mode.close()
             except Exception as problem:
-                log.warning(f"closing the {self.options.execution_mode} on {self.name} failed: {first_line(problem)}")
+                log.warning(f"closing the {self.mode} on {self.name} failed: {first_line(problem)}")
 
     def usage(self) -> dict:
-        return {"execution_mode": self.options.execution_mode,
-                "estimator_options": self.options.estimator_options()}
+        return {"execution_mode": self.mode, "estimator_options": self.options.estimator_options()}
 
     def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit) -> float:
         """QPU seconds one job of `rows` parameter sets is expected to take (see `orchestrate estimate`)."""
