@@ -33,6 +33,8 @@ from orchestrator.config import Config
 from orchestrator.core.errors import UserError, first_line
 from orchestrator.quantum.backends.devices import backend_kind, resolve_fake_device
 from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
+from orchestrator.quantum.backends.rehearsal import (RehearsalDevice, active_qubits, compact_circuit,
+                                                     compact_observable)
 from orchestrator.quantum.scheduler import Backend, BackendFailure, BackendJob
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,8 @@ class RuntimeBackend(Backend):
         self.mode = "session" if options.execution_mode == "auto" else options.execution_mode
         self._mode = None
         self._estimator = None
+        self._execution_device = None     # fake devices: the rehearsal device the jobs run on
+        self._rehearsed = None            # (circuit, (compact circuit, compact observables))
 
     def estimator(self):
         """The Estimator on the open Session/Batch (opened at the first job), or on the device (job mode)."""
@@ -214,13 +218,14 @@ class RuntimeBackend(Backend):
             from qiskit_ibm_runtime import Batch, EstimatorV2, Session
 
             max_time = self.options.max_session_seconds
+            device = self._execution_device or self.device
             if self.mode == "session":
-                self._mode = Session(backend=self.device, max_time=max_time)
+                self._mode = Session(backend=device, max_time=max_time)
             elif self.mode == "batch":
-                self._mode = Batch(backend=self.device, max_time=max_time)
+                self._mode = Batch(backend=device, max_time=max_time)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # EstimatorV2's deprecation notice (0.51)
-                estimator = EstimatorV2(mode=self._mode or self.device)
+                estimator = EstimatorV2(mode=self._mode or device)
             estimator.options.update(**self.options.estimator_options())
             if self.kind == "fake" and self.options.seed is not None:
                 estimator.options.simulator.seed_simulator = self.options.seed   # reproducible local runs
@@ -229,9 +234,23 @@ class RuntimeBackend(Backend):
 
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
                parameter_table: np.ndarray, shots: Optional[int]) -> RuntimeJob:
+        if self.kind == "fake":
+            circuit, observables = self.rehearsal(circuit, observables)
         pub = estimator_pub(circuit, observables, parameter_table)
         job = self.with_retries("submit a job", lambda: self.run_in_mode(pub))
         return RuntimeJob(job, len(parameter_table), len(observables))
+
+    def rehearsal(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp]) -> tuple:
+        """A fake device runs `circuit` on its qubits only (rehearsal.py): the device cut down to
+        them, built at the first job of the run, and the circuit and observables renumbered."""
+        if self._rehearsed is None or self._rehearsed[0] is not circuit:
+            qubits = active_qubits(circuit)
+            if self._execution_device is None or self._execution_device.qubits != qubits:
+                self.close()   # a Session/Batch holds the device it was opened on
+                self._execution_device = RehearsalDevice(self.device, qubits)
+            compact = (compact_circuit(circuit, qubits), [compact_observable(o, qubits) for o in observables])
+            self._rehearsed = (circuit, compact)
+        return self._rehearsed[1]
 
     def run_in_mode(self, pub: tuple):
         """Submit `pub` in the current execution mode; under `auto`, a mode the account may not
