@@ -135,16 +135,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import runs
-    from orchestrator.pipeline import prepare
+    from orchestrator.config import to_dict
+    from orchestrator.core.files import write_yaml_atomically
+    from orchestrator.pipeline import prepare, with_vectors
     from orchestrator.quantum.backends import check_backend
-    from orchestrator.training.loop import train
+    from orchestrator.training.phases import is_planned, plan_run, train_run
     from orchestrator.training.report import report_table
 
     config = resolved_config(args)
     check_backend(config)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
     runs.check_run_dir_free(run_dir)
-    prepared = prepare(config, progress=not args.quiet)
+    prepared = prepare(config, progress=not args.quiet, embed=False)
+    plan = plan_run(config, prepared.split) if is_planned(config) else None   # a plan past the budget stops here
+    prepared = with_vectors(prepared, config, progress=not args.quiet)
     # the run dir appears only now, after every input was checked and the vectors exist;
     # config.yaml records what was run, with what 'auto' turned out to be
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +156,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.data.path = prepared.dataset.source
     config.data.format = prepared.dataset.format          # so eval reads another file the same way
     config.embedding.pooling = prepared.embedding.pooling
-    summary = train_resumably(run_dir, lambda: train(config, prepared, run_dir, progress=not args.quiet))
+    if plan is not None:
+        write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
+    summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
+                                                         plan=plan))
     print(report_table(summary, run_dir))
     return 0
 
@@ -162,9 +169,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.core.files import write_yaml_atomically
     from orchestrator.pipeline import prepare
     from orchestrator.quantum.backends import check_backend
-    from orchestrator.training.loop import train
+    from orchestrator.training.phases import has_started, train_run
     from orchestrator.training.report import report_table
-    from orchestrator.training.state import CHECKPOINT
 
     run_dir = Path(args.run_dir)
     fixed = [item for item in args.overrides if not item.strip().startswith("runtime.")]
@@ -175,15 +181,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
     if (run_dir / "summary.json").is_file():
         raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
-    if not (run_dir / CHECKPOINT).is_file():
+    if not has_started(run_dir):
         raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with orchestrate run")
     config = load_config(str(run_dir / "config.yaml"), args.overrides)
     if args.overrides:
         write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
     check_backend(config)
     prepared = prepare(config, progress=not args.quiet)
-    summary = train_resumably(run_dir, lambda: train(config, prepared, run_dir, progress=not args.quiet,
-                                                     resume=True))
+    summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
+                                                         resume=True))
     print(report_table(summary, run_dir))
     return 0
 
@@ -268,11 +274,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.pipeline import prepare
     from orchestrator.quantum.backends import check_backend
     from orchestrator.quantum.estimate import describe
+    from orchestrator.training.phases import describe_plan, is_planned, plan_run
 
     config = resolved_config(args)
     check_backend(config)
     prepared = prepare(config, embed=False)
     print("\n".join(describe(config, prepared.split)))
+    if is_planned(config):
+        print("\n".join(describe_plan(plan_run(config, prepared.split), config.runtime.max_qpu_seconds)))
     return 0
 
 

@@ -30,7 +30,7 @@ from embeddings.config import (DEFAULT_MODEL, ConfigSection, EmbeddingConfig, Fl
 from orchestrator.core.errors import UserError
 
 __all__ = ["Config", "DataConfig", "SplitConfig", "EmbeddingConfig", "RayConfig", "QuantumConfig", "RuntimeConfig",
-           "TrainConfig", "load_config", "set_dotted", "to_dict", "default_cache_dir", "DEFAULT_MODEL",
+           "TrainConfig", "HardwareConfig", "load_config", "set_dotted", "to_dict", "default_cache_dir", "DEFAULT_MODEL",
            "SELECTION_METRICS", "SECRET_KEYS", "config_json_schema", "config_reference_table", "config_yaml"]
 
 SECRET_KEYS = {"token", "api_key", "apikey", "ibm_token", "password"}
@@ -123,6 +123,8 @@ class QuantumConfig(ConfigSection):
                                        "spsa (estimated, 1 + 2 x spsa_samples rows per sample)")
     spsa_step: Number = Field(0.1, gt=0, le=1, description="spsa: how far every parameter moves (radians)")
     spsa_samples: Int = Field(1, ge=1, description="spsa: perturbations per sample, averaged")
+    eval_shots: Optional[Int] = Field(None, ge=1, description="shots per parameter set for validation and test; "
+                                                              "empty: quantum.shots")
 
     @field_validator("backend")
     @classmethod
@@ -191,6 +193,28 @@ class TrainConfig(ConfigSection):
     select_metric: SelectionMetric = Field("f1_positive", description="validation metric that picks the "
                                                                       "best checkpoint")
     checkpoint_every: Int = Field(100, ge=0, description="also checkpoint every N steps (0: at epoch ends only)")
+    max_steps: Optional[Int] = Field(None, ge=0, description="stop after this many training steps (then validate; "
+                                                             "0: evaluate only); empty: train.epochs decide")
+
+
+class HardwareConfig(ConfigSection):
+    """A run on a device (fake_<device>, ibm_<device>) is a plan of phases: pre-training on exact Aer,
+    optionally steps on Aer under the device's noise, then training steps and the evaluation on the
+    device, all within runtime.max_qpu_seconds."""
+
+    plan: Flag = Field(True, description="false: no phases, every training step on the device as on a simulator "
+                                         "(see what it costs with orchestrate estimate)")
+    pretrain_epochs: Optional[Int] = Field(None, ge=1, description="phase 1, exact Aer: epochs; empty: train.epochs")
+    noisy_steps: Int = Field(0, ge=0, description="phase 2, Aer with the device's noise model: training steps "
+                                                  "(0: no such phase)")
+    steps: Optional[Int] = Field(None, ge=0, description="phase 3, on the device: training steps; empty: as many as "
+                                                         "runtime.max_qpu_seconds allows after the evaluation")
+    gradient: Literal["parameter-shift", "parameter-shift-weights", "spsa"] = Field(
+        "spsa", description="the gradient of phases 2 and 3 (see quantum.gradient)")
+    shots: Int = Field(1024, ge=1, description="shots per parameter set in training steps of phases 2 and 3")
+    eval_shots: Int = Field(256, ge=1, description="shots per parameter set for validation and test in phases 2 and 3")
+    batch_size: Optional[Int] = Field(None, ge=1, description="rows per step in phases 2 and 3; empty: train.batch_size")
+    lr: Optional[Number] = Field(None, gt=0, description="learning rate of phases 2 and 3; empty: train.lr / 10")
 
 
 class Config(ConfigSection):
@@ -202,6 +226,7 @@ class Config(ConfigSection):
     quantum: QuantumConfig = Field(default_factory=QuantumConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
 
 
 # ---------------------------------------------------------------------------------------- YAML

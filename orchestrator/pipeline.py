@@ -46,11 +46,15 @@ def prepare(config: Config, progress: bool = True, embed: bool = True, whole_fil
         raise UserError(f"{split.describe()}: every split needs rows; use more data or other data.split fractions")
     described = f"rows {len(dataset)}" + (f"  {split.describe()}" if split is not None else "")
     log.info(f"dataset: {dataset.source}  {described}")
-    if not embed:
-        return Prepared(dataset=dataset, split=split)
-    report = embed_vectors(dataset, config, progress)
+    prepared = Prepared(dataset=dataset, split=split)
+    return with_vectors(prepared, config, progress) if embed else prepared
+
+
+def with_vectors(prepared: Prepared, config: Config, progress: bool = True) -> Prepared:
+    """`prepared` with its vectors: from the cache, or embedded now."""
+    report = embed_vectors(prepared.dataset, config, progress)
     log.info(report.final_line())
-    return Prepared(dataset=dataset, split=split, vectors=report.cache.vectors, embedding=report,
+    return Prepared(dataset=prepared.dataset, split=prepared.split, vectors=report.cache.vectors, embedding=report,
                     embed_info={"seconds": report.seconds, "path": str(report.cache.path), "key": report.key,
                                 "hit": report.hit})
 

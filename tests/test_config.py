@@ -123,7 +123,7 @@ def test_every_section_round_trips_through_yaml(tmp_path):
     assert config.train.lr == 2.5e-4 and config.train.weight_decay == 0.0
     assert isinstance(config.runtime.max_qpu_seconds, float) and isinstance(config.train.epochs, int)
     as_dict = to_dict(config)
-    assert list(as_dict) == ["data", "embedding", "ray", "quantum", "runtime", "train"]
+    assert list(as_dict) == ["data", "embedding", "ray", "quantum", "runtime", "train", "hardware"]
     assert list(as_dict["data"])[:3] == ["name", "path", "format"] and list(as_dict["data"])[-1] == "split"
     assert as_dict["data"]["split"] == {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 7}
     # what the run does: plain values that safe_dump writes, and load_config reads back
@@ -176,7 +176,7 @@ def test_unknown_key_suggests_the_closest():
 
 def test_unknown_section():
     assert refusal("embeding.max_length=5") == "config: unknown key 'embeding' (did you mean 'embedding'?)"
-    assert refusal("zzz.q=1") == "config: unknown key 'zzz' (valid: data, embedding, ray, quantum, runtime, train)"
+    assert refusal("zzz.q=1") == "config: unknown key 'zzz' (valid: data, embedding, ray, quantum, runtime, train, hardware)"
 
 
 @pytest.mark.parametrize("key", ["runtime.token", "ibm_token", "quantum.API_KEY", "data.split.password"])

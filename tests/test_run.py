@@ -60,7 +60,8 @@ def test_run_dir_holds_every_file(two_runs):
     assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None,
                                  "optimization_level": 1, "max_parameter_sets_per_job": None,
                                  "circuit_workers": 0, "min_rows_for_workers": 4096, "noise_model": None,
-                                 "gradient": "parameter-shift", "spsa_step": 0.1, "spsa_samples": 1}
+                                 "gradient": "parameter-shift", "spsa_step": 0.1, "spsa_samples": 1,
+                                 "eval_shots": None}
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
 
 

@@ -128,8 +128,8 @@ class FannedOutBackend:
     def attach(self, job_id: str, n_rows: int, n_observables: int):
         return None   # worker jobs live in this process only
 
-    def estimate_job_seconds(self, rows: int, circuit) -> float:
-        return self.local.estimate_job_seconds(rows, circuit)
+    def estimate_job_seconds(self, rows: int, circuit, shots: Optional[int] = None) -> float:
+        return self.local.estimate_job_seconds(rows, circuit, shots)
 
     def usage(self) -> dict:
         return {**self.local.usage(), "circuit_workers": len(self._actors)}

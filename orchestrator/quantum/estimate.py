@@ -109,19 +109,43 @@ def describe(config: Config, split: Split) -> list[str]:
         lines.append(f"{label:<36} {work.jobs:>8,} {work.circuits:>12,} {work.shots(shots):>16,}")
     if kind == "aer":
         return lines + ["QPU time: none (a local simulator)"]
+    per_shot, per_job = device_seconds_per_shot(config)
+    lines.append(f"QPU time if every step ran on the device (estimate: {per_job:g} s per job + shots x "
+                 f"{per_shot * 1e6:.0f} us per shot, repetition delay + circuit duration on {q.backend}):")
+    for label, work in (("one training step", plan.step), ("one epoch", plan.epoch), ("whole run", plan.run)):
+        lines.append(f"  {label:<22} {duration(qpu_seconds(work, shots, per_shot, per_job))}")
+    return lines
+
+
+@dataclass(frozen=True)
+class PhaseWorkload:
+    jobs: int
+    circuits: int
+    shots: int
+
+
+def phase_workload(config: Config, split: Split, steps: int) -> PhaseWorkload:
+    """What a fine-tuning phase of `steps` steps submits: its starting weights validated, the steps
+    (full batches, at quantum.shots), a validation at each epoch end, the test split (at
+    quantum.eval_shots)."""
+    q, t = config.quantum, config.train
+    spec = quantum_spec(config)
+    rows_per_step = t.batch_size * gradient_method(config).rows_per_sample(spec.n_inputs, spec.n_weights)
+    step = request_workload(rows_per_step, q.max_parameter_sets_per_job)
+    validation = request_workload(len(split.val), q.max_parameter_sets_per_job)
+    test = request_workload(len(split.test), q.max_parameter_sets_per_job)
+    epoch_ends = math.ceil(steps / math.ceil(len(split.train) / t.batch_size)) if steps else 0
+    evaluation = validation.times(1 + epoch_ends) + test
+    eval_shots = q.eval_shots or q.shots or 0
+    return PhaseWorkload(jobs=step.jobs * steps + evaluation.jobs, circuits=step.circuits * steps + evaluation.circuits,
+                         shots=step.circuits * steps * (q.shots or 0) + evaluation.circuits * eval_shots)
+
+
+def device_seconds_per_shot(config: Config) -> tuple[float, float]:
+    """(QPU seconds per shot of the transpiled circuit on the configured device, seconds per job)."""
     from orchestrator.quantum.backends.ibm import JOB_OVERHEAD_S
 
     backend = make_backend(config)
-    circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(spec), backend.name, backend.transpile_target,
-                                          q.optimization_level).circuit
-    per_shot = backend.seconds_per_shot(circuit)
-    lines.append(f"QPU time (estimate: {JOB_OVERHEAD_S:g} s per job + shots x {per_shot * 1e6:.0f} us per shot, "
-                 f"repetition delay + circuit duration on {q.backend}):")
-    for label, work in (("one training step", plan.step), ("one epoch", plan.epoch), ("whole run", plan.run)):
-        lines.append(f"  {label:<22} {duration(qpu_seconds(work, shots, per_shot, JOB_OVERHEAD_S))}")
-    budget = config.runtime.max_qpu_seconds
-    if budget is not None:
-        per_step = qpu_seconds(plan.step, shots, per_shot, JOB_OVERHEAD_S)
-        lines.append(f"budget runtime.max_qpu_seconds = {budget:g} s: about {int(budget // per_step):,} training "
-                     f"steps, then the run stops (resumable)")
-    return lines
+    circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(quantum_spec(config)), backend.name,
+                                          backend.transpile_target, config.quantum.optimization_level).circuit
+    return backend.seconds_per_shot(circuit), JOB_OVERHEAD_S

@@ -66,8 +66,9 @@ class Backend(Protocol):
         """The job `job_id` submitted by an earlier process, or None where jobs cannot be found again."""
         return None
 
-    def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit) -> float:
-        """QPU seconds a job of `rows` parameter sets is expected to cost (0 on a simulator)."""
+    def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit, shots: Optional[int] = None) -> float:
+        """QPU seconds a job of `rows` parameter sets x `shots` (None: the backend's) is expected
+        to cost (0 on a simulator)."""
         return 0.0
 
     def usage(self) -> dict:
@@ -204,9 +205,11 @@ class ParameterShiftScheduler:
                  max_parameter_sets_per_job: Optional[int] = None,
                  transpile_cache: Optional[TranspileCache] = None,
                  job_hook: Optional[JobHook] = None,
-                 gradient: GradientMethod = GradientMethod()) -> None:
+                 gradient: GradientMethod = GradientMethod(),
+                 eval_shots: Optional[int] = None) -> None:
         self.template = template
         self.gradient = gradient
+        self.eval_shots = eval_shots     # validation and test requests (None: the backend's shots)
         self.backend = backend
         self.optimization_level = optimization_level
         self._own_limit = max_parameter_sets_per_job
@@ -247,17 +250,18 @@ class ParameterShiftScheduler:
         return ShiftResult(values=values, jacobian=jacobian)
 
     def values(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Forward values only: the unshifted rows, (batch, n_observables)."""
-        return self.evaluate(shift_rule.evaluation_table(inputs, weights))
+        """Forward values only: the unshifted rows, (batch, n_observables), at `eval_shots`."""
+        return self.evaluate(shift_rule.evaluation_table(inputs, weights), shots=self.eval_shots)
 
-    def evaluate(self, parameter_table: np.ndarray) -> np.ndarray:
-        """One request: every row of a template-ordered table -> (rows, n_observables)."""
+    def evaluate(self, parameter_table: np.ndarray, shots: Optional[int] = None) -> np.ndarray:
+        """One request: every row of a template-ordered table -> (rows, n_observables), at `shots`
+        per row (None: the backend's own)."""
         table = np.asarray(parameter_table, dtype=np.float64)
         if table.ndim != 2 or table.shape[1] != self.n_parameters:
             raise ValueError(f"parameter table must be (rows, {self.n_parameters}), not {table.shape}")
         compiled = self.transpiled()
         circuit_ordered = table[:, compiled.columns]
-        shots = self.backend.shots
+        shots = self.backend.shots if shots is None or self.backend.shots is None else shots
         self.counters.requests += 1
         step = JobCounts()
         self.counters.step = step
@@ -266,7 +270,7 @@ class ParameterShiftScheduler:
                              backend=self.backend.name, row_start=a, row_stop=b, shots=shots,
                              digest=job_digest(f"{self.backend.name}/{self.template.key}", shots,
                                                circuit_ordered[a:b]),
-                             estimated_seconds=self.backend.estimate_job_seconds(b - a, compiled.circuit))
+                             estimated_seconds=self.backend.estimate_job_seconds(b - a, compiled.circuit, shots))
                    for i, (a, b) in enumerate(plan)]
         n_observables = len(compiled.observables)
 

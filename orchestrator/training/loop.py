@@ -89,22 +89,26 @@ class Training:
         return math.ceil(len(self.train.y) / self.config.batch_size)
 
 
-def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False) -> dict:
+def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
+          initial_model: dict | None = None) -> dict:
     """Train, evaluate, compare with the classical baselines, write the run dir; return summary.json's dict.
 
-    resume=True continues from run_dir/checkpoint.pt: on an exact backend the result equals an
+    `initial_model`: start from these weights (a state dict of an earlier phase), and count them as
+    the first candidate for the best model (validated before any step). resume=True continues from run_dir/checkpoint.pt: on an exact backend the result equals an
     uninterrupted run's."""
     t = config.train
     with contextlib.ExitStack() as stack:
         stack.enter_context(one_torch_thread())
-        training = setup(config, prepared, run_dir)
+        training = setup(config, prepared, run_dir, initial_model)
         stack.callback(training.scheduler.backend.close)   # ends a Session/Batch, stops workers: always
-        state = restore(training) if resume else start(training, config, prepared.embed_info)
+        state = restore(training) if resume else start(training, config, prepared.embed_info, initial_model)
         train_started = time.perf_counter()
 
         for epoch in range(state.epoch, t.epochs):
             if state.epochs_without_progress >= t.patience:
                 log.info(f"early stop: no better validation {t.select_metric} for {t.patience} epochs")
+                break
+            if t.max_steps is not None and state.step >= t.max_steps:
                 break
             if state.next_batch == 0:     # a new epoch: its own row order and tallies
                 state.data_order = epoch_order(len(training.train.y), t.seed, epoch)
@@ -127,7 +131,7 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
     return summary
 
 
-def setup(config: Config, prepared: Prepared, run_dir: Path) -> Training:
+def setup(config: Config, prepared: Prepared, run_dir: Path, initial_model: dict | None = None) -> Training:
     """Features, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
     t = config.train
     dataset, split, vectors = prepared.dataset, prepared.split, prepared.vectors
@@ -139,9 +143,13 @@ def setup(config: Config, prepared: Prepared, run_dir: Path) -> Training:
     seed_everything(t.seed)
     scheduler = make_scheduler(config, run_dir)
     head = make_model(vectors.shape[1], len(dataset.label_names), scheduler)
+    if initial_model is not None:
+        head.load_state_dict(initial_model)
     optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     total_steps = math.ceil(len(train_set.y) / t.batch_size) * t.epochs
+    if t.max_steps is not None:
+        total_steps = min(total_steps, t.max_steps)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, t.schedule))
     return Training(config=t, run_dir=run_dir, head=head, scheduler=scheduler, optimizer=optimizer,
                     lr_schedule=lr_schedule, loss_fn=nn.CrossEntropyLoss(weight=weights), class_weights=weights,
@@ -158,11 +166,16 @@ def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftSchedul
     return head
 
 
-def start(training: Training, config: Config, embed_info: dict) -> TrainState:
-    """A fresh run: config.yaml, and a checkpoint at step 0 so it is resumable from the first step."""
+def start(training: Training, config: Config, embed_info: dict, initial_model: dict | None = None) -> TrainState:
+    """A fresh run: config.yaml, and a checkpoint at step 0 so it is resumable from the first step.
+    Starting from an earlier phase's weights, they are validated first: training must beat them."""
     write_yaml_atomically(training.run_dir / "config.yaml", to_dict(config))
     state = TrainState(best=Best(metric=training.config.select_metric), embed_info=embed_info,
                        data_order=epoch_order(len(training.train.y), training.config.seed, 0))
+    if initial_model is not None:
+        value = evaluate(training, training.val).scores.metric(training.config.select_metric)
+        state.best.value, state.best.epoch = value, 0
+        save_best(training, 0, value)
     checkpoint(training, state, train_seconds=0.0)
     return state
 
@@ -201,6 +214,8 @@ def train_epoch(training: Training, state: TrainState, train_started: float, pro
         state.next_batch = batch + 1
         if t.checkpoint_every and state.step % t.checkpoint_every == 0:
             checkpoint(training, state, state.train_seconds_before + time.perf_counter() - train_started)
+        if t.max_steps is not None and state.step >= t.max_steps:
+            break
     bar.close()
 
 

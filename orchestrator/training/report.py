@@ -117,14 +117,27 @@ def save_figure(figure, target: Path) -> Path:
 
 def report_table(summary: dict, run_dir: Path) -> str:
     """The short comparison printed at the end of `orchestrate run`."""
-    rows = [("quantum head", summary["test"]),
-            ("logistic regression", summary["classical_baseline"]["logistic_regression"]),
-            ("classical head (no circuit)", summary["classical_baseline"]["classical_head"])]
-    lines = [f"{'test split':<28} {'accuracy':>8} {'F1 ' + summary['positive_label']:>10} {'F1 macro':>9}"]
-    lines += [f"{name:<28} {s['accuracy']:>8.3f} {s['f1_positive']:>10.3f} {s['f1_macro']:>9.3f}" for name, s in rows]
+    rows = [(phase_label(phase), phase["test"]) for phase in summary.get("phases", [])] or [("quantum head", summary["test"])]
+    rows += [("logistic regression", summary["classical_baseline"]["logistic_regression"]),
+             ("classical head (no circuit)", summary["classical_baseline"]["classical_head"])]
+    width = max(28, *(len(name) for name, _ in rows))
+    lines = [f"{'test split':<{width}} {'accuracy':>8} {'F1 ' + summary['positive_label']:>10} {'F1 macro':>9}"]
+    lines += [f"{name:<{width}} {s['accuracy']:>8.3f} {s['f1_positive']:>10.3f} {s['f1_macro']:>9.3f}" for name, s in rows]
     q, timing = summary["quantum"], summary["timing"]
     lines.append(f"quantum: {q['jobs']} jobs, {q['circuits']} circuits, {timing['steps']} steps "
                  f"(median {timing['step_s_median'] * 1000:.0f} ms), train {timing['train_s']:.1f} s, "
                  f"embed {timing['embed_s']:.1f} s ({'cache hit' if summary['cache']['hit'] else 'computed'})")
+    if "phases" in summary:
+        spent = [f"{p['phase']} {p['quantum'].get('qpu_seconds_estimated', 0.0):.0f} s" for p in summary["phases"]
+                 if "qpu_seconds_estimated" in p["quantum"]]
+        lines.append(f"QPU (estimated as spent): {', '.join(spent) or 'none'}")
     lines.append(f"run dir: {run_dir}")
     return "\n".join(lines)
+
+
+def phase_label(phase: dict) -> str:
+    """'quantum head, exact Aer', '... fake_fez noise on Aer, 0 steps', '... on fake_fez, 12 steps'."""
+    if phase["phase"] == "simulator":
+        return "quantum head, exact Aer"
+    where = f"{phase['noise_model']} noise on Aer" if phase["noise_model"] else f"on {phase['backend']}"
+    return f"quantum head, {where}, {phase['steps_run']} steps"

@@ -82,7 +82,7 @@ def make_scheduler(config: Config, run_dir: Optional[Path] = None) -> ParameterS
         journal = JobJournal(run_dir, config.runtime.max_qpu_seconds)
     return ParameterShiftScheduler(build_dressed_circuit(quantum_spec(config)), backend,
                                    optimization_level=config.quantum.optimization_level, job_hook=journal,
-                                   gradient=gradient_method(config))
+                                   gradient=gradient_method(config), eval_shots=config.quantum.eval_shots)
 
 
 def gradient_method(config: Config) -> GradientMethod:

@@ -3,7 +3,7 @@ observables an (n_observables, 1) array broadcast against the (rows, n_parameter
 values, so one job returns every <O_o> for every row."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -11,9 +11,11 @@ from qiskit.quantum_info import SparsePauliOp
 
 
 def estimator_pub(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-                  parameter_table: np.ndarray) -> tuple:
-    """(circuit, observables (n_obs, 1), parameter values (rows, n_params)): evs come back (n_obs, rows)."""
-    return circuit, [[observable] for observable in observables], np.asarray(parameter_table, dtype=np.float64)
+                  parameter_table: np.ndarray, precision: Optional[float] = None) -> tuple:
+    """(circuit, observables (n_obs, 1), parameter values (rows, n_params)[, precision]): evs come
+    back (n_obs, rows). A precision p asks for 1 / p^2 shots for this PUB."""
+    pub = (circuit, [[observable] for observable in observables], np.asarray(parameter_table, dtype=np.float64))
+    return pub if precision is None else pub + (precision,)
 
 
 def expectations_from_pub_result(pub_result) -> np.ndarray:

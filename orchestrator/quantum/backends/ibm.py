@@ -236,7 +236,9 @@ class RuntimeBackend(Backend):
                parameter_table: np.ndarray, shots: Optional[int]) -> RuntimeJob:
         if self.kind == "fake":
             circuit, observables = self.rehearsal(circuit, observables)
-        pub = estimator_pub(circuit, observables, parameter_table)
+        # shots other than the Estimator's default (validation at fewer shots) travel with the PUB
+        precision = None if shots is None or shots == self.shots else shots ** -0.5
+        pub = estimator_pub(circuit, observables, parameter_table, precision)
         job = self.with_retries("submit a job", lambda: self.run_in_mode(pub))
         return RuntimeJob(job, len(parameter_table), len(observables))
 
@@ -309,9 +311,9 @@ class RuntimeBackend(Backend):
     def usage(self) -> dict:
         return {"execution_mode": self.mode, "estimator_options": self.options.estimator_options()}
 
-    def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit) -> float:
+    def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit, shots: Optional[int] = None) -> float:
         """QPU seconds one job of `rows` parameter sets is expected to take (see `orchestrate estimate`)."""
-        return JOB_OVERHEAD_S + rows * self.shots * self.seconds_per_shot(circuit)
+        return JOB_OVERHEAD_S + rows * (shots or self.shots) * self.seconds_per_shot(circuit)
 
     def seconds_per_shot(self, circuit: QuantumCircuit) -> float:
         """Estimated QPU seconds per shot of `circuit`: repetition delay + circuit duration."""

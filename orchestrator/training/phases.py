@@ -1,0 +1,224 @@
+"""A run on a device is a plan of phases, each an ordinary training run in its own folder.
+
+    1 simulator        exact Aer, the whole training (free, fast): what a simulator run does
+    2 noisy-simulator  Aer with the device's noise model (its fake twin): `hardware.noisy_steps`
+                       shot-frugal steps, and the head's numbers under the device's noise
+    3 hardware         the device: `hardware.steps` training steps with a shot-frugal gradient
+                       (or as many as runtime.max_qpu_seconds allows after the evaluation), then
+                       validation and the test split on the device
+
+Each phase starts from the previous phase's best weights, validates them first (a phase keeps
+them unless its steps do better on validation), and writes `phases/<n>-<name>/` like any run
+dir: checkpoints, best.pt, metrics, its summary, and on the device the job journal. A killed
+run resumes in the phase it was in; finished phases are not run again. The plan, with each
+phase's estimated jobs, shots and QPU seconds, is written before anything is submitted
+(`plan.json`, and `orchestrate estimate` prints it); the journal keeps the budget while it runs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from orchestrator.config import Config
+from orchestrator.core.errors import UserError
+from orchestrator.core.files import write_bytes_atomically, write_json_atomically
+from orchestrator.quantum.backends import gradient_method, quantum_spec
+from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
+from orchestrator.training.loop import Prepared, train
+from orchestrator.training.state import BEST, CHECKPOINT, load_torch
+
+log = logging.getLogger(__name__)
+
+PHASES_DIR = "phases"
+PLAN_FILE = "plan.json"
+BUDGET_MARGIN = 0.95       # plan steps into 95% of the budget: billing is not the estimate to the second
+HARDWARE_LR_FACTOR = 0.1   # phases 2 and 3 fine-tune: train.lr / 10 unless hardware.lr says
+
+
+@dataclass
+class PhasePlan:
+    number: int
+    name: str
+    config: Config
+    steps: Optional[int]                    # None: train.epochs decide (the simulator phase)
+    jobs: int = 0
+    circuits: int = 0
+    shots: int = 0
+    qpu_seconds: float = 0.0                # estimated; 0 off the device
+
+    @property
+    def folder(self) -> str:
+        return f"{self.number}-{self.name}"
+
+    def to_dict(self) -> dict:
+        return {"phase": self.name, "backend": self.config.quantum.backend, "noise_model": self.config.quantum.noise_model,
+                "steps": self.steps, "epochs": None if self.steps is not None else self.config.train.epochs,
+                "gradient": self.config.quantum.gradient, "shots": self.config.quantum.shots,
+                "eval_shots": self.config.quantum.eval_shots,
+                "estimate": {"jobs": self.jobs, "circuits": self.circuits, "shots": self.shots,
+                             "qpu_seconds": self.qpu_seconds}}
+
+
+def is_planned(config: Config) -> bool:
+    """A run on a device is planned in phases (unless hardware.plan is false); a simulator run is
+    one ordinary run."""
+    return backend_kind(config.quantum.backend) != "aer" and config.hardware.plan
+
+
+def device_twin(backend: str) -> Optional[str]:
+    """The fake device whose noise model stands for `backend` on Aer, if there is one."""
+    candidate = backend if backend.startswith("fake_") else "fake_" + backend.removeprefix("ibm_")
+    try:
+        fake_device_class(candidate)
+    except UserError:
+        return None
+    return candidate
+
+
+def phase_config(config: Config, backend: str, noise_model: Optional[str], steps: int) -> Config:
+    """The config of a fine-tuning phase (2 or 3): the hardware section's shots, gradient, rate."""
+    h, t = config.hardware, config.train
+    phase = config.model_copy(deep=True)
+    phase.quantum.backend, phase.quantum.noise_model = backend, noise_model
+    phase.quantum.shots, phase.quantum.eval_shots = h.shots, h.eval_shots
+    phase.quantum.gradient = h.gradient
+    if phase.quantum.seed is None:
+        phase.quantum.seed = t.seed           # shots on Aer: seeded, so a resumed phase draws the same
+    phase.train.batch_size = h.batch_size or t.batch_size
+    phase.train.lr = h.lr or t.lr * HARDWARE_LR_FACTOR
+    phase.train.max_steps = steps
+    phase.train.patience = 1 << 20            # a phase's steps are few and paid for: no early stop inside
+    phase.train.checkpoint_every = 1          # every device step is worth keeping
+    return phase
+
+
+def plan_run(config: Config, split) -> list[PhasePlan]:
+    """The phases of a device run, with the hardware steps the budget allows and every estimate."""
+    h = config.hardware
+    simulator = config.model_copy(deep=True)
+    simulator.quantum.backend, simulator.quantum.shots, simulator.quantum.noise_model = "aer_simulator", None, None
+    simulator.train.epochs = h.pretrain_epochs or config.train.epochs
+    phases = [estimated(PhasePlan(1, "simulator", simulator, steps=None), split)]
+    twin = device_twin(config.quantum.backend)
+    if twin is not None:
+        noisy = PhasePlan(2, "noisy-simulator", phase_config(config, "aer_simulator", twin, h.noisy_steps),
+                          steps=h.noisy_steps)
+        phases.append(estimated(noisy, split))
+    else:
+        log.warning(f"no fake twin of {config.quantum.backend}: no noisy-simulator phase")
+    hardware = PhasePlan(3, "hardware", phase_config(config, config.quantum.backend, None, 0), steps=0)
+    fit_hardware_steps(hardware, split, config.runtime.max_qpu_seconds, h.steps)
+    return phases + [hardware]
+
+
+def estimated(phase: PhasePlan, split) -> PhasePlan:
+    """A phase on Aer with its jobs, circuits and shots filled in (no QPU time)."""
+    from orchestrator.quantum.estimate import estimate_run, phase_workload
+
+    if phase.steps is None:
+        q, t = phase.config.quantum, phase.config.train
+        work = estimate_run(len(split.train), len(split.val), len(split.test), quantum_spec(phase.config),
+                            t.batch_size, t.epochs, q.max_parameter_sets_per_job, gradient_method(phase.config)).run
+        phase.jobs, phase.circuits = work.jobs, work.circuits
+    else:
+        work = phase_workload(phase.config, split, phase.steps)
+        phase.jobs, phase.circuits, phase.shots = work.jobs, work.circuits, work.shots
+    return phase
+
+
+def describe_plan(plan: list[PhasePlan], budget: Optional[float]) -> list[str]:
+    """`orchestrate estimate`'s table of a device run's phases."""
+    lines = [f"plan of the run (runtime.max_qpu_seconds = {'none' if budget is None else f'{budget:g} s'}):",
+             f"  {'phase':<18} {'backend':<32} {'steps':>9} {'jobs':>7} {'circuits':>10} {'shots':>14} {'QPU s':>8}"]
+    for phase in plan:
+        q = phase.config.quantum
+        backend = f"{q.backend}" + (f" + {q.noise_model} noise" if q.noise_model else "") + \
+            ("" if q.shots else " (exact)")
+        steps = f"{phase.config.train.epochs} epochs" if phase.steps is None else str(phase.steps)
+        lines.append(f"  {phase.folder:<18} {backend:<32} {steps:>9} {phase.jobs:>7,} {phase.circuits:>10,} "
+                     f"{phase.shots:>14,} {phase.qpu_seconds:>8.0f}")
+    lines.append(f"  QPU seconds in all: about {sum(p.qpu_seconds for p in plan):.0f} (device steps at "
+                 f"hardware.shots, validation and test at hardware.eval_shots); nothing is submitted past the budget")
+    return lines
+
+
+def fit_hardware_steps(phase: PhasePlan, split, budget: Optional[float], steps: Optional[int]) -> None:
+    """Set the hardware phase's steps (given, or the most the budget allows) and its estimate;
+    a plan that cannot fit the budget is refused before anything is submitted."""
+    from orchestrator.quantum.estimate import device_seconds_per_shot, phase_workload
+
+    per_shot, overhead = device_seconds_per_shot(phase.config)
+
+    def cost(n: int):
+        work = phase_workload(phase.config, split, n)
+        return work, work.jobs * overhead + work.shots * per_shot
+
+    if steps is None:
+        if budget is None:
+            log.warning("no runtime.max_qpu_seconds and no hardware.steps: the device phase evaluates only")
+            steps = 0
+        else:
+            steps = 0
+            while cost(steps + 1)[1] <= budget * BUDGET_MARGIN:
+                steps += 1
+    work, seconds = cost(steps)
+    if budget is not None and seconds > budget:
+        raise UserError(f"the device phase needs about {seconds:.0f} QPU s ({steps} steps, validation and test at "
+                        f"hardware.eval_shots), more than runtime.max_qpu_seconds = {budget:g}: lower hardware.steps, "
+                        f"hardware.shots or hardware.eval_shots, or raise the budget")
+    phase.steps = steps
+    phase.config.train.max_steps = steps
+    phase.jobs, phase.circuits, phase.shots, phase.qpu_seconds = work.jobs, work.circuits, work.shots, seconds
+
+
+def train_run(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
+              plan: Optional[list[PhasePlan]] = None) -> dict:
+    """A simulator run (one training run), or a device run's plan of phases (resumed where it stopped)."""
+    if not is_planned(config):
+        return train(config, prepared, run_dir, progress=progress, resume=resume)
+    return train_planned(config, prepared, run_dir, progress, plan or plan_run(config, prepared.split))
+
+
+def train_planned(config: Config, prepared: Prepared, run_dir: Path, progress: bool,
+                  plan: list[PhasePlan]) -> dict:
+    """Run (or resume) every phase of the plan in order; write the run's summary; return it."""
+    # the plan as of this invocation (a resume may raise the budget: more device steps)
+    write_json_atomically(run_dir / PLAN_FILE, {"phases": [phase.to_dict() for phase in plan]})
+    summaries, weights = [], None
+    for phase in plan:
+        phase_dir = run_dir / PHASES_DIR / phase.folder
+        if (phase_dir / "summary.json").is_file():
+            summary = json.loads((phase_dir / "summary.json").read_text())
+        else:
+            log.info(f"phase {phase.number} ({phase.name}) on {phase.config.quantum.backend}"
+                     + (f" with {phase.config.quantum.noise_model}'s noise" if phase.config.quantum.noise_model else "")
+                     + (f": {phase.steps} steps" if phase.steps is not None else ""))
+            summary = train(phase.config, prepared, phase_dir, progress=progress,
+                            resume=(phase_dir / CHECKPOINT).is_file(), initial_model=weights)
+        summaries.append(summary)
+        weights = load_torch(phase_dir / BEST)["model"]
+    final_dir = run_dir / PHASES_DIR / plan[-1].folder
+    write_bytes_atomically(run_dir / BEST, (final_dir / BEST).read_bytes())   # what eval / predict load
+    summary = combined_summary(plan, summaries)
+    write_json_atomically(run_dir / "summary.json", summary)
+    return summary
+
+
+def combined_summary(plan: list[PhasePlan], summaries: list[dict]) -> dict:
+    """The device phase's summary, with every phase's test numbers, usage and estimate beside it."""
+    summary = dict(summaries[-1])
+    summary["phases"] = [{**phase.to_dict(), "test": phase_summary["test"], "quantum": phase_summary["quantum"],
+                          "best": phase_summary["best"], "steps_run": phase_summary["timing"]["steps"]}
+                         for phase, phase_summary in zip(plan, summaries)]
+    summary["timing"] = dict(summary["timing"], train_s=sum(s["timing"]["train_s"] for s in summaries),
+                             steps=sum(s["timing"]["steps"] for s in summaries))
+    return summary
+
+
+def has_started(run_dir: Path) -> bool:
+    """Whether a run dir holds a checkpoint to resume from (its own, or a phase's)."""
+    return (run_dir / CHECKPOINT).is_file() or any((run_dir / PHASES_DIR).glob(f"*/{CHECKPOINT}"))
+
