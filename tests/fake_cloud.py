@@ -22,11 +22,15 @@ Behaviour switches, read from ROOT/behaviour.json when a job is submitted:
     {"interrupt_on_submission": 2} the user presses Ctrl-C while the 2nd job is being submitted
     {"refuse_sessions": true}    an Open-plan account: a job submitted in a Session is refused with
                                  the service's own error (Batch and job mode are allowed)
+    {"kill_after_submission": 3} the client process dies (SIGKILL) right after the cloud took its
+                                 3rd job: before the client learnt the job's id
 """
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
 import sys
 import time
 import uuid
@@ -97,6 +101,17 @@ class FakeCloudService(QiskitRuntimeLocalService):
             raise RuntimeJobNotFound(f"Job not found: {job_id}")
         return CloudJob(job_id, self)
 
+    def jobs(self, limit=10, skip=0, backend_name=None, pending=None, program_id=None, instance=None,
+             job_tags=None, session_id=None, created_after=None, created_before=None, descending=True, **kwargs):
+        """The account's jobs carrying every tag in `job_tags`, newest first."""
+        found = []
+        for path in (self.root / "jobs").glob("*.pkl"):
+            stored = self.stored(path.stem)
+            if set(job_tags or []) <= set(stored.get("tags") or []):
+                found.append((path.stat().st_mtime_ns, path.stem))
+        found.sort(reverse=descending)
+        return [CloudJob(job_id, self) for _, job_id in found[skip:skip + limit]]
+
     # --- where the primitives submit --------------------------------------------------------------
 
     def _run(self, program_id, inputs, options, **kwargs):
@@ -114,10 +129,12 @@ class FakeCloudService(QiskitRuntimeLocalService):
                    for pub in inputs["pubs"]) if not failed else 0
         per_row = behaviour.get("usage_seconds_per_row")
         job_id = f"cloud-{uuid.uuid4().hex[:16]}"
-        stored = {"result": result, "failed": failed,
+        stored = {"result": result, "failed": failed, "tags": list((options or {}).get("job_tags") or []),
                   "quantum_seconds": rows * per_row if per_row is not None else None}
         with open(self.root / "jobs" / f"{job_id}.pkl", "wb") as file:
             pickle.dump(stored, file)
+        if number == behaviour.get("kill_after_submission"):
+            os.kill(os.getpid(), signal.SIGKILL)   # the cloud has the job; the client never hears its id
         return CloudJob(job_id, self, hang=number == behaviour.get("hang_on_submission"))
 
     # --- the cloud's own bookkeeping --------------------------------------------------------------

@@ -199,19 +199,20 @@ def test_a_session_asked_for_explicitly_and_refused_is_one_line(cache, tmp_path,
 
 # --- the job journal: kill -9 with a job in flight, resume re-attaches ----------------------------
 
-def start_killable_run(cloud_root: Path, run_dir: Path, cache: Path, hang_on: int, extra=()) -> None:
+def start_killable_run(cloud_root: Path, run_dir: Path, cache: Path, hang_on: int, extra=(), args=TINY,
+                       journal_dir: str = ".") -> None:
     """Start a run whose `hang_on`-th job never answers the client; kill -9 the client once that
     job's id is in the journal (the job is then in flight)."""
     (cloud_root).mkdir(parents=True, exist_ok=True)
     (cloud_root / "behaviour.json").write_text(json.dumps({"hang_on_submission": hang_on}))
-    process = subprocess.Popen(cloud_command(cloud_root, "run", *TINY, "--backend", "ibm_manila", *extra,
+    process = subprocess.Popen(cloud_command(cloud_root, "run", *args, "--backend", "ibm_manila", *extra,
                                              "--cache-dir", str(cache), "--run-dir", str(run_dir)),
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while True:
         assert process.poll() is None, "the run ended before the hanging job"
         assert time.monotonic() < deadline
-        journal = run_dir / "jobs.jsonl"
+        journal = run_dir / journal_dir / "jobs.jsonl"
         if journal.is_file() and sum('"submitted"' in line for line in journal.read_text().splitlines()) >= hang_on:
             break
         time.sleep(0.05)
@@ -248,6 +249,55 @@ def test_resume_reattaches_to_the_job_in_flight_and_never_pays_twice(cache, refe
         assert summary[key] == reference[key], key
     assert {k: summary["quantum"][k] for k in ("jobs", "circuits", "shots")} == \
         {k: reference["quantum"][k] for k in ("jobs", "circuits", "shots")}
+
+
+def test_a_kill_between_submission_and_journaling_finds_the_job_by_its_tag(cache, reference_cloud_run, tmp_path):
+    """The client dies after the cloud took its 3rd job and before the job's id reached the journal:
+    resume finds that job by the digest tag it was submitted with, and pays for nothing twice."""
+    reference = json.loads((reference_cloud_run / "run" / "summary.json").read_text())
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    cloud.mkdir()
+    (cloud / "behaviour.json").write_text(json.dumps({"kill_after_submission": 3}))
+    died = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--set", "train.checkpoint_every=4",
+                     "--cache-dir", str(cache), "--run-dir", str(run_dir))
+    assert died.returncode == -signal.SIGKILL and submissions(cloud) == 3
+    journal = read_journal(run_dir)
+    assert sum(e["event"] == "intent" for e in journal) == 3 and sum(e["event"] == "submitted" for e in journal) == 2
+    (cloud / "behaviour.json").unlink()
+
+    done = run_cloud(cloud, "resume", "-q", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert submissions(cloud) == submissions(reference_cloud_run / "cloud")      # zero duplicate submissions
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum"]["jobs_reattached"] == 1
+    for key in ("test", "classical_baseline", "best", "epochs_run"):
+        assert summary[key] == reference[key], key
+
+
+def test_a_planned_run_killed_with_a_device_job_in_flight_resumes_without_paying_twice(cache, tmp_path):
+    """The plan's device phase keeps the journal: kill -9 with its 2nd job in flight, resume
+    re-attaches to it, the budget counts on from the journal, the numbers equal an uninterrupted run's."""
+    planned = TINY[:-2] + [                                   # TINY without hardware.plan=false
+        "--set", "hardware.steps=3", "--set", "hardware.batch_size=4", "--set", "hardware.eval_shots=100",
+        "--set", "runtime.max_qpu_seconds=100000"]
+    reference = run_cloud(tmp_path / "reference-cloud", "run", *planned, "--backend", "ibm_manila",
+                          "--cache-dir", str(cache), "--run-dir", str(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+    expected = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    paid_for = submissions(tmp_path / "reference-cloud")
+    assert paid_for == expected["quantum"]["jobs"] == 1 + 3 + 1 + 1   # validation, 3 steps, validation, test
+
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    start_killable_run(cloud, run_dir, cache, hang_on=2, args=planned, journal_dir="phases/3-hardware")
+    done = run_cloud(cloud, "resume", "-q", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert submissions(cloud) == paid_for                                      # zero duplicate submissions
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum"]["jobs_reattached"] == 1
+    assert summary["quantum"]["qpu_seconds_estimated"] == pytest.approx(expected["quantum"]["qpu_seconds_estimated"])
+    for key in ("test", "classical_baseline", "best"):
+        assert summary[key] == expected[key], key
+    assert [p["test"] for p in summary["phases"]] == [p["test"] for p in expected["phases"]]
 
 
 def test_failed_jobs_are_journaled_and_submitted_again(cache, reference_cloud_run, tmp_path):

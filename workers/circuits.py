@@ -101,7 +101,8 @@ class FannedOutBackend:
         self.job_retries = local.job_retries
         self._actors: list = []
 
-    def submit(self, circuit, observables: Sequence, parameter_table: np.ndarray, shots: Optional[int]):
+    def submit(self, circuit, observables: Sequence, parameter_table: np.ndarray, shots: Optional[int],
+               tag: Optional[str] = None):
         table = np.asarray(parameter_table, dtype=np.float64)
         if len(table) < self.min_rows:
             return self.local.submit(circuit, observables, table, shots)
@@ -127,6 +128,9 @@ class FannedOutBackend:
 
     def attach(self, job_id: str, n_rows: int, n_observables: int):
         return None   # worker jobs live in this process only
+
+    def find(self, tag: str, n_rows: int, n_observables: int):
+        return None
 
     def estimate_job_seconds(self, rows: int, circuit, shots: Optional[int] = None) -> float:
         return self.local.estimate_job_seconds(rows, circuit, shots)

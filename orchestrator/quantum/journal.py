@@ -6,6 +6,9 @@
                            "quantum_seconds": 3.1, "estimated_seconds": 2.9}
     {"event": "failed",    "request": 12, "index": 0, "job_id": "d1k...", "error": "..."}
 
+A job also carries its digest as a tag on the service (scheduler.job_tag): a client killed after
+the service took a job but before its id reached the journal finds the job by that tag on resume.
+
 Every line is appended and fsynced before the scheduler goes on, and a result's values are
 written (atomically) before its line. A resumed run replays its requests from the last
 checkpoint with the same request numbers and the same parameter rows, so the scheduler asks the
@@ -60,8 +63,10 @@ class JobJournal(JobHook):
 
     def recorded(self, intent: JobIntent) -> Optional[RecordedJob]:
         job = self.jobs.get((intent.request, intent.index))
-        if job is None or job["digest"] != intent.digest or not job["job_id"]:
-            return None   # never submitted (or another job under that number): submit
+        if job is None or job["digest"] != intent.digest:
+            return None   # never meant (or another job under that number): submit
+        if not job["job_id"]:
+            return RecordedJob(None)   # meant, perhaps submitted by a process killed before it journaled the id
         if job["file"]:
             try:
                 return RecordedJob(job["job_id"], np.load(self.results.parent / job["file"]))

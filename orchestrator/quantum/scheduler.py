@@ -58,12 +58,17 @@ class Backend(Protocol):
                                                 # whose error is a bug to see, not an outage to wait out
 
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-               parameter_table: np.ndarray, shots: Optional[int]) -> BackendJob:
+               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None) -> BackendJob:
         """Evaluate every observable on every row of `parameter_table`, whose columns follow
-        `circuit.parameters`, as one primitive job."""
+        `circuit.parameters`, as one primitive job; a remote backend labels it with `tag`."""
 
     def attach(self, job_id: str, n_rows: int, n_observables: int) -> Optional[BackendJob]:
         """The job `job_id` submitted by an earlier process, or None where jobs cannot be found again."""
+        return None
+
+    def find(self, tag: str, n_rows: int, n_observables: int) -> Optional[BackendJob]:
+        """The job an earlier process submitted with `tag` (and died before it learnt the job's id),
+        or None."""
         return None
 
     def estimate_job_seconds(self, rows: int, circuit: QuantumCircuit, shots: Optional[int] = None) -> float:
@@ -277,7 +282,7 @@ class ParameterShiftScheduler:
         def submit(intent: JobIntent) -> BackendJob:
             self.job_hook.before_submit(intent)
             job = self.backend.submit(compiled.circuit, compiled.observables,
-                                      circuit_ordered[intent.row_start:intent.row_stop], shots)
+                                      circuit_ordered[intent.row_start:intent.row_stop], shots, job_tag(intent))
             self.job_hook.after_submit(intent, job.job_id)
             return job
 
@@ -328,10 +333,20 @@ class ParameterShiftScheduler:
         if record.expectations is not None:
             self.counters.from_journal += 1
             return FinishedJob(record.job_id or "journal", record.expectations)
-        job = self.backend.attach(record.job_id, intent.rows, n_observables) if record.job_id else None
+        if record.job_id:
+            job = self.backend.attach(record.job_id, intent.rows, n_observables)
+        else:   # journaled as intended, never as submitted: a kill may have come between the two
+            job = self.backend.find(job_tag(intent), intent.rows, n_observables)
+            if job is not None:
+                self.job_hook.after_submit(intent, job.job_id)
         if job is not None:
             self.counters.reattached += 1
         return job
+
+
+def job_tag(intent: JobIntent) -> str:
+    """The label a job carries on the service, so that it can be found without its id."""
+    return f"hqo-{intent.digest[:40]}"
 
 
 def job_digest(where: str, shots: Optional[int], rows: np.ndarray) -> str:

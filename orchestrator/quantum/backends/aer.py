@@ -229,7 +229,7 @@ class AerBackend(Backend):
 
     # the scheduler's entry point
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-               parameter_table: np.ndarray, shots: Optional[int]):
+               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None):
         table = np.asarray(parameter_table, dtype=np.float64)
         if len(table) == 0:
             return AerEmptyJob(len(observables))

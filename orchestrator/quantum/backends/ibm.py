@@ -233,13 +233,13 @@ class RuntimeBackend(Backend):
         return self._estimator
 
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-               parameter_table: np.ndarray, shots: Optional[int]) -> RuntimeJob:
+               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None) -> RuntimeJob:
         if self.kind == "fake":
             circuit, observables = self.rehearsal(circuit, observables)
         # shots other than the Estimator's default (validation at fewer shots) travel with the PUB
         precision = None if shots is None or shots == self.shots else shots ** -0.5
         pub = estimator_pub(circuit, observables, parameter_table, precision)
-        job = self.with_retries("submit a job", lambda: self.run_in_mode(pub))
+        job = self.with_retries("submit a job", lambda: self.run_in_mode(pub, tag))
         return RuntimeJob(job, len(parameter_table), len(observables))
 
     def rehearsal(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp]) -> tuple:
@@ -254,12 +254,14 @@ class RuntimeBackend(Backend):
             self._rehearsed = (circuit, compact)
         return self._rehearsed[1]
 
-    def run_in_mode(self, pub: tuple):
+    def run_in_mode(self, pub: tuple, tag: Optional[str] = None):
         """Submit `pub` in the current execution mode; under `auto`, a mode the account may not
         open (the Open plan refuses sessions) gives way to the next one: session, batch, job."""
         while True:
             try:
-                return self.estimator().run([pub])
+                estimator = self.estimator()
+                estimator.options.environment.job_tags = [tag] if tag else None
+                return estimator.run([pub])
             except Exception as problem:
                 if not is_mode_refusal(problem):
                     raise
@@ -282,6 +284,16 @@ class RuntimeBackend(Backend):
         except BackendFailure:
             return None
         return RuntimeJob(job, n_rows, n_observables)
+
+    def find(self, tag: str, n_rows: int, n_observables: int) -> Optional[RuntimeJob]:
+        """The newest job the service holds with `tag`, or None (local testing mode keeps none)."""
+        if self.service is None:
+            return None
+        try:
+            jobs = self.with_retries(f"look up jobs tagged {tag}", lambda: self.service.jobs(job_tags=[tag], limit=1))
+        except BackendFailure:
+            return None
+        return RuntimeJob(jobs[0], n_rows, n_observables) if jobs else None
 
     def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
         """`action()`, retried with doubling backoff; BackendFailure after the last attempt."""
