@@ -124,7 +124,8 @@ def report_table(summary: dict, run_dir: Path) -> str:
     lines = [f"{'test split':<{width}} {'accuracy':>8} {'F1 ' + summary['positive_label']:>10} {'F1 macro':>9}"]
     lines += [f"{name:<{width}} {s['accuracy']:>8.3f} {s['f1_positive']:>10.3f} {s['f1_macro']:>9.3f}" for name, s in rows]
     q, timing = summary["quantum"], summary["timing"]
-    lines.append(f"quantum: {q['jobs']} jobs, {q['circuits']} circuits, {timing['steps']} steps "
+    where = "device phase" if "phases" in summary else "quantum"
+    lines.append(f"{where}: {q['jobs']} jobs, {q['circuits']} circuits; {timing['steps']} steps in all "
                  f"(median {timing['step_s_median'] * 1000:.0f} ms), train {timing['train_s']:.1f} s, "
                  f"embed {timing['embed_s']:.1f} s ({'cache hit' if summary['cache']['hit'] else 'computed'})")
     if "phases" in summary:
