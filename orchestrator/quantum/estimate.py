@@ -2,8 +2,9 @@
 
 Pure arithmetic on the split sizes and the config, mirroring the training loop and the scheduler:
 every training step is one request of batch x rows-per-sample parameter sets (the gradient
-method's table: 1 + 2 x (inputs + weights) for parameter shift), every validation pass one request of the validation rows, the test
-pass one request of the test rows; a request is split into jobs only at the per-job limit.
+method's table: 1 + 2 x (inputs + weights) for parameter shift), every validation pass one
+request of the validation rows, the test pass one request of the test rows; a request is split
+into jobs only at the per-job limit.
 """
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def config_workload(config: Config, split: Split) -> RunEstimate:
+    """`estimate_run` for a config's circuit, batch, epochs, job limit and gradient on `split`."""
+    q, t = config.quantum, config.train
+    return estimate_run(len(split.train), len(split.val), len(split.test), quantum_spec(config), t.batch_size,
+                        t.epochs, q.max_parameter_sets_per_job, gradient_method(config))
+
+
 def describe(config: Config, split: Split) -> list[str]:
     """`orchestrate estimate`'s lines: jobs, circuits and shots per step, epoch and run, and on
     a device the QPU time from its own timing (repetition delay + circuit duration)."""
@@ -98,8 +106,7 @@ def describe(config: Config, split: Split) -> list[str]:
     spec = quantum_spec(config)
     kind = backend_kind(q.backend)
     shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
-    plan = estimate_run(len(split.train), len(split.val), len(split.test), spec, t.batch_size, t.epochs,
-                        q.max_parameter_sets_per_job, gradient_method(config))
+    plan = config_workload(config, split)
     shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
     lines = [f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}",
              f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}"]
@@ -141,11 +148,20 @@ def phase_workload(config: Config, split: Split, steps: int) -> PhaseWorkload:
                          shots=step.circuits * steps * (q.shots or 0) + evaluation.circuits * eval_shots)
 
 
+_SECONDS_PER_SHOT: dict = {}   # (device, circuit, optimisation level) -> seconds: one device lookup per process
+
+
 def device_seconds_per_shot(config: Config) -> tuple[float, float]:
-    """(QPU seconds per shot of the transpiled circuit on the configured device, seconds per job)."""
+    """(QPU seconds per shot of the transpiled circuit on the configured device, seconds per job).
+    Asked of the device once per process: `estimate` needs it for its table and for the plan, and
+    an ibm_<device> is a connection to the service each time."""
     from orchestrator.quantum.backends.ibm import JOB_OVERHEAD_S
 
-    backend = make_backend(config)
-    circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(quantum_spec(config)), backend.name,
-                                          backend.transpile_target, config.quantum.optimization_level).circuit
-    return backend.seconds_per_shot(circuit), JOB_OVERHEAD_S
+    q = config.quantum
+    key = (q.backend, quantum_spec(config), q.optimization_level)
+    if key not in _SECONDS_PER_SHOT:
+        backend = make_backend(config)
+        circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(quantum_spec(config)), backend.name,
+                                              backend.transpile_target, q.optimization_level).circuit
+        _SECONDS_PER_SHOT[key] = backend.seconds_per_shot(circuit)
+    return _SECONDS_PER_SHOT[key], JOB_OVERHEAD_S

@@ -25,7 +25,6 @@ from typing import Optional
 from orchestrator.config import Config
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
-from orchestrator.quantum.backends import gradient_method, quantum_spec
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.training.loop import Prepared, train
 from orchestrator.training.state import BEST, CHECKPOINT, load_torch
@@ -116,12 +115,10 @@ def plan_run(config: Config, split) -> list[PhasePlan]:
 
 def estimated(phase: PhasePlan, split) -> PhasePlan:
     """A phase on Aer with its jobs, circuits and shots filled in (no QPU time)."""
-    from orchestrator.quantum.estimate import estimate_run, phase_workload
+    from orchestrator.quantum.estimate import config_workload, phase_workload
 
     if phase.steps is None:
-        q, t = phase.config.quantum, phase.config.train
-        work = estimate_run(len(split.train), len(split.val), len(split.test), quantum_spec(phase.config),
-                            t.batch_size, t.epochs, q.max_parameter_sets_per_job, gradient_method(phase.config)).run
+        work = config_workload(phase.config, split).run
         phase.jobs, phase.circuits = work.jobs, work.circuits
     else:
         work = phase_workload(phase.config, split, phase.steps)

@@ -14,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from orchestrator.config import Config
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
 from orchestrator.quantum.gradients import GradientMethod
 from orchestrator.quantum.scheduler import Backend, ParameterShiftScheduler
+
+if TYPE_CHECKING:
+    from orchestrator.quantum.backends.aer import AerOptions
 
 
 def check_backend(config: Config) -> None:
