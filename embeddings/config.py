@@ -8,7 +8,7 @@ strict field types that keep YAML from being coerced behind the user's back.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt,
                       model_validator)
@@ -37,6 +37,16 @@ Flag = StrictBool
 Int = StrictInt
 Number = Annotated[float, Strict(), AllowInfNan(False)]
 Text = Annotated[str, BeforeValidator(scalar_as_text)]
+
+
+def layers_to_train(value: Any) -> Any:
+    if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ValueError(f"config: embedding.train_layers must be 0 (a frozen encoder), a number of top layers to "
+                     f"train, or 'all', not {value!r}")
+
+
+TrainLayers = Annotated[Union[Annotated[int, Field(ge=0)], Literal["all"]], BeforeValidator(layers_to_train)]
 
 
 class ConfigSection(BaseModel):
@@ -69,6 +79,11 @@ class EmbeddingConfig(ConfigSection):
     shard_rows: Int = Field(512, ge=1, description="rows per shard: the unit of work, of resume and of checksums")
     workers: Optional[Int] = Field(None, ge=1, description="Ray actors; empty: one per GPU, else one per CPU core")
     threads_per_worker: Optional[Int] = Field(None, ge=1, description="torch threads per CPU actor; empty: cores / workers")
+    # 0 is the frozen path (cached vectors); k caches the states below the top k layers (ragged, per text)
+    train_layers: TrainLayers = Field(
+        0, description="encoder layers trained with the head: 0 (frozen, cached vectors), k (the top k; "
+                       "the states below them cached), all (full fine-tuning, nothing cached)",
+        json_schema_extra={"allowed": "integer, 0 to the model's layer count, or all"})
     cache_dir: Text = Field(default_factory=default_cache_dir, description=(
         "embedding cache; default: $ORCHESTRATOR_CACHE_DIR, else $XDG_CACHE_HOME (~/.cache)/hybrid-orchestrator"))
 

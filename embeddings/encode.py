@@ -8,11 +8,12 @@ on the texts given, so the same shard always gives the same batches and the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
 
+from embeddings.store import LayerStates
 from orchestrator.core.errors import UserError
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -25,6 +26,27 @@ class EncodeSettings:
     dtype: str = "float32"        # compute dtype; vectors come back as float32
     batch_tokens: int = 2048      # padded tokens per forward pass
     device: str = "cpu"           # cpu | cuda | cuda:N
+    train_layers: int = 0         # k > 0: the states below the top k layers, per text, instead of vectors
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Every text's token ids (no padding) and the id that pads them: what full fine-tuning reads."""
+
+    ids: list
+    pad_id: int
+
+
+EncoderSource = Union[LayerStates, TokenIds]   # a co-trained encoder's inputs: cached layer states, or token ids
+
+
+def tokenize_texts(model_path: str, texts: Sequence[str], max_length: int) -> TokenIds:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                        return_attention_mask=False, return_token_type_ids=False)
+    return TokenIds(ids=encoded["input_ids"], pad_id=tokenizer.pad_token_id or 0)
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]:
@@ -83,11 +105,13 @@ class Encoder:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model, info = AutoModel.from_pretrained(model_path, output_loading_info=True,
                                                      dtype=TORCH_DTYPES[settings.dtype])
-        if settings.pooling == "pooler":
+        if settings.pooling == "pooler" and not settings.train_layers:
             if getattr(self.model, "pooler", None) is None or any("pooler" in k for k in info.get("missing_keys", [])):
                 raise UserError(f"model {model_path} has no trained pooler layer; use pooling 'cls' or 'mean'")
         self.model.eval().to(self.device)
-        if settings.pooling == "cls" and FirstTokenOutputLayer.fits(self.model):
+        if settings.train_layers:
+            self.layer_boundary = keep_bottom_layers(self.model, settings.train_layers, model_path)
+        elif settings.pooling == "cls" and FirstTokenOutputLayer.fits(self.model):
             layers = self.model.encoder.layer
             layers[-1] = FirstTokenOutputLayer(layers[-1])
         self.hidden_size = int(self.model.config.hidden_size)
@@ -114,6 +138,36 @@ class Encoder:
             pooled = pool(output.last_hidden_state, mask, getattr(output, "pooler_output", None), self.settings.pooling)
             out[torch.from_numpy(rows).to(self.device)] = pooled.float()
         return out.cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_states(self, texts: Sequence[str]) -> LayerStates:
+        """The hidden states after layer L - k of every text (train_layers = k), without padding,
+        in the compute dtype: what the top k layers train on."""
+        if not self.settings.train_layers:
+            raise ValueError("encode_states needs EncodeSettings.train_layers > 0")
+        token_ids = self.tokenize(texts)
+        per_text: list = [None] * len(texts)
+        for rows in plan_batches([len(t) for t in token_ids], self.settings.batch_tokens):
+            ids, mask = pad_batch([token_ids[r] for r in rows], self.pad_id)
+            states = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+            for row, text_states in zip(rows, states.float().cpu().numpy()):
+                per_text[row] = text_states[:len(token_ids[row])]
+        return LayerStates.from_texts(per_text, self.settings.dtype, self.hidden_size)
+
+
+def keep_bottom_layers(model: torch.nn.Module, train_layers: int, model_path: str) -> int:
+    """Drop the top `train_layers` layers (and the pooler): the model then computes the states
+    after layer L - k. Returns L - k."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise UserError(f"model {model_path} has no encoder.layer list: embedding.train_layers needs a "
+                        f"BERT-family encoder")
+    if train_layers > len(layers):
+        raise UserError(f"embedding.train_layers is {train_layers} but model {model_path} has {len(layers)} layers")
+    model.encoder.layer = torch.nn.ModuleList(list(layers)[:len(layers) - train_layers])
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    return len(layers) - train_layers
 
 
 class FirstTokenOutputLayer(torch.nn.Module):

@@ -47,6 +47,27 @@ class ResolvedModel:
     def tokenizer_identity(self) -> dict:
         return {"tokenizer_sha256": self.tokenizer_sha256}
 
+    def layer_count(self) -> Optional[int]:
+        """The encoder's number of layers, as its config.json says (None when it does not)."""
+        try:
+            config = json.loads((Path(self.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        count = config.get("num_hidden_layers", config.get("n_layers"))
+        return count if isinstance(count, int) else None
+
+    def check_train_layers(self, train_layers) -> None:
+        """Refuse a train_layers the encoder cannot have, in one line, before anything is written."""
+        if train_layers == "all" or train_layers == 0:
+            return
+        count = self.layer_count()
+        if count is None:
+            raise UserError(f"model '{self.name}': its config.json does not say how many layers it has, so "
+                            f"embedding.train_layers cannot be {train_layers}; use 0 or 'all'")
+        if train_layers > count:
+            raise UserError(f"embedding.train_layers is {train_layers} but model '{self.name}' has {count} "
+                            f"layers; use 1..{count} or 'all'")
+
 
 def resolve_model(name: str, revision: Optional[str] = None) -> ResolvedModel:
     """Find the model's local folder (downloading from the hub if needed) and fingerprint it."""

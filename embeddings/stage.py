@@ -25,7 +25,8 @@ import numpy as np
 from embeddings.config import EmbeddingConfig
 from embeddings.encode import EncodeSettings
 from embeddings.models import ResolvedModel, resolve_model
-from embeddings.store import CachedEmbeddings, CorruptCache, EmbeddingStore, ShardPlan, cache_key
+from embeddings.store import (CachedEmbeddings, CorruptCache, EmbeddingStore, LayerStates, ShardPlan, cache_key,
+                              payload_dims)
 from orchestrator.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ class EmbedReport:
 
     def final_line(self) -> str:
         c = self.cache
-        rows, dims = c.vectors.shape
+        rows, dims = payload_dims(c.content)
+        if isinstance(c.content, LayerStates):
+            dims = f"{dims}  layer states: {int(c.content.lengths.sum())} tokens, {c.size_bytes / 2**20:.0f} MiB"
         if self.hit:
             return f"cache hit: {c.path}  rows {rows}  dims {dims}  (nothing encoded, {self.seconds:.1f} s)"
         resumed = f", {self.resumed_rows} resumed from shards" if self.resumed_rows else ""
@@ -136,17 +139,28 @@ def with_model_pooling(cfg: EmbeddingConfig, model: ResolvedModel) -> EmbeddingC
 def encode_settings(cfg: EmbeddingConfig, device: str) -> EncodeSettings:
     batch_tokens = cfg.batch_tokens or max(DEFAULT_BATCH_TOKENS[device], cfg.max_length)
     return EncodeSettings(max_length=cfg.max_length, pooling=cfg.pooling, dtype=cfg.dtype,
-                          batch_tokens=batch_tokens, device=device)
+                          batch_tokens=batch_tokens, device=device, train_layers=cached_layers(cfg))
+
+
+def cached_layers(cfg: EmbeddingConfig) -> int:
+    """k of train_layers = k: the cache holds the states below the top k layers (0: vectors)."""
+    if cfg.train_layers == "all":
+        raise ValueError("train_layers 'all' caches nothing: the whole encoder trains on the tokens")
+    return cfg.train_layers
 
 
 def dataset_cache_key(model: ResolvedModel, cfg: EmbeddingConfig, dataset_hash: str) -> str:
+    boundary = None
+    if cached_layers(cfg):
+        boundary = model.layer_count() - cfg.train_layers   # the layer whose output is cached
     return cache_key(model.identity(), model.tokenizer_identity(), cfg.max_length, cfg.pooling, cfg.dtype,
-                     dataset_hash)
+                     dataset_hash, layer_boundary=boundary)
 
 
 def embed_dataset(dataset: Texts, cfg: EmbeddingConfig, start_pool: Optional[StartPool] = None,
                   progress: bool = True, pool: Optional[ShardPool] = None) -> EmbedReport:
-    """Return the verified cache of `dataset`, computing only what is missing.
+    """Return the verified cache of `dataset` (its vectors, or with embedding.train_layers = k its
+    layer states), computing only what is missing.
 
     Shards still to embed go to `pool` when one is given (a caller reusing loaded workers),
     else to a pool from `start_pool`, stopped at the end so its CPUs/GPUs go back to the cluster.
@@ -154,6 +168,10 @@ def embed_dataset(dataset: Texts, cfg: EmbeddingConfig, start_pool: Optional[Sta
     started = time.perf_counter()
     model = resolve_model(cfg.model, cfg.revision)
     cfg = with_model_pooling(cfg, model)
+    model.check_train_layers(cfg.train_layers)
+    if cfg.train_layers == "all":
+        raise UserError("embedding.train_layers is 'all': the whole encoder trains on the token ids, so there is "
+                        "nothing to embed or cache")
     if cfg.pooling == "pooler" and not model.has_pooler:
         raise UserError(f"model '{cfg.model}' has no trained pooler layer; use pooling 'cls' or 'mean'")
     dataset_hash = dataset.content_hash()  # hashes every text: once per call
@@ -256,6 +274,7 @@ def manifest(model: ResolvedModel, cfg: EmbeddingConfig, dataset: Texts, dataset
         "model": {"name": model.name, "revision": model.revision, "weights_sha256": model.weights_sha256},
         "tokenizer": {"sha256": model.tokenizer_sha256},
         "max_length": cfg.max_length, "pooling": cfg.pooling, "dtype": cfg.dtype, "device": device,
+        "train_layers": cfg.train_layers,
         "dataset": {"sha256": dataset_hash, "source": dataset.source,
                     "label_names": list(dataset.label_names), "positive_label": dataset.positive_label},
         "package_versions": package_versions(),

@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.data.path:
         config.data.path = prepared.dataset.source
     config.data.format = prepared.dataset.format          # so eval reads another file the same way
-    config.embedding.pooling = prepared.embedding.pooling
+    config.embedding.pooling = prepared.pooling
     if plan is not None:
         write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
     summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
@@ -213,7 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = prepared.split.test if prepared.split is not None else np.arange(len(dataset))
     name = Path(dataset.source).name if args.data else "test split"
     print(f"evaluating {len(rows)} rows ({name})", file=sys.stderr)
-    scores = run.evaluate(prepared.vectors[rows], dataset.labels[rows])
+    scores = run.evaluate(run.inputs(prepared, rows), dataset.labels[rows])
     result = {"run_dir": str(run.run_dir), "data": dataset.source if args.data else "test split",
               "rows": int(len(rows)), "backend": config.quantum.backend, "accuracy": scores.accuracy,
               "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro, "confusion": scores.confusion,

@@ -195,6 +195,17 @@ class TrainConfig(ConfigSection):
     checkpoint_every: Int = Field(100, ge=0, description="also checkpoint every N steps (0: at epoch ends only)")
     max_steps: Optional[Int] = Field(None, ge=0, description="stop after this many training steps (then validate; "
                                                              "0: evaluate only); empty: train.epochs decide")
+    grad_accumulation: Int = Field(1, ge=1, description="mini-batches (one job each) per optimizer step")
+    warmup_ratio: Number = Field(0.0, ge=0, lt=1, description="fraction of the steps over which the learning "
+                                                              "rates rise linearly from 0 (then the schedule)")
+    max_grad_norm: Optional[Number] = Field(None, gt=0, description="clip the gradient norm of each step to this; "
+                                                                     "empty: no clipping")
+    # with embedding.train_layers > 0: Hugging Face fine-tuning's usual rates for the encoder
+    encoder_lr: Number = Field(3e-5, gt=0, description="learning rate of the trained encoder layers "
+                                                       "(embedding.train_layers)")
+    encoder_weight_decay: Number = Field(0.01, ge=0, description="weight decay of the trained encoder layers")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the trained encoder layers' compute: auto = bfloat16 autocast on a GPU, float32 on CPU")
 
 
 class HardwareConfig(ConfigSection):
@@ -468,6 +479,8 @@ def default_text(field: FieldInfo) -> str:
 
 
 def allowed_text(field: FieldInfo) -> str:
+    if isinstance(field.json_schema_extra, dict) and "allowed" in field.json_schema_extra:
+        return str(field.json_schema_extra["allowed"])      # a field of mixed kinds says it in its own words
     allowed = choices(field.annotation)
     if allowed:
         return ", ".join("empty" if c is None else str(c) for c in allowed)

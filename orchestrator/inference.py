@@ -3,31 +3,40 @@
 A run dir holds all that is needed: `config.yaml` (encoder, pooling, max_length, circuit,
 backend) and `best.pt` (the head's best weights, the train split's standardiser, the label
 names). Vectors come from the same encoder settings as training, so a text gets the vector it
-would have had in the training set.
+would have had in the training set. A run with a co-trained encoder (embedding.train_layers k
+or all) keeps its trained layers in `best.pt` too: `eval` reads the split's cached layer states
+(or token ids) like training did, `predict` runs the whole encoder, with those layers, on the texts.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
 
+from embeddings.models import resolve_model
 from orchestrator.config import Config, load_config
 from orchestrator.core.errors import UserError
 from orchestrator.quantum.backends import make_scheduler
 from orchestrator.quantum.model import HybridHead, one_torch_thread
+from orchestrator.training.encoder import EncoderHead, EncoderInputs, make_encoder
 from orchestrator.training.features import Standardiser
 from orchestrator.training.metrics import Scores, score
 from orchestrator.training.state import BEST, load_torch
+
+
+Inputs = Union[np.ndarray, EncoderInputs]   # vectors, or a co-trained encoder's inputs
 
 
 @dataclass
 class TrainedRun:
     run_dir: Path
     config: Config
-    head: torch.nn.Module
+    model: torch.nn.Module          # HybridHead, or EncoderHead with the trained encoder layers
     standardiser: Standardiser
     label_names: list[str]
     positive_label: str
@@ -36,17 +45,30 @@ class TrainedRun:
     def positive(self) -> int:
         return self.label_names.index(self.positive_label)
 
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+    @property
+    def co_trained(self) -> bool:
+        return isinstance(self.model, EncoderHead)
+
+    def inputs(self, prepared, rows: np.ndarray) -> Inputs:
+        """Rows of a prepared dataset (orchestrator.pipeline.Prepared) as this model reads them."""
+        if self.co_trained:
+            return EncoderInputs(source=prepared.encoder_source, rows=np.asarray(rows),
+                                 y=torch.from_numpy(prepared.dataset.labels[rows].astype(np.int64)))
+        return prepared.vectors[rows]
+
+    def probabilities(self, inputs: Inputs) -> np.ndarray:
         """(rows, classes) softmax probabilities; one values-only request to the backend."""
-        if len(vectors) == 0:
+        if len(inputs) == 0:
             return np.zeros((0, len(self.label_names)))
-        features = self.standardiser.apply(vectors)
-        with one_torch_thread(), torch.no_grad():   # the simulator wants the cores (quantum/model.py)
-            logits = self.head.eval()(features.x)
+        with contextlib.ExitStack() as stack, torch.no_grad():
+            if not self.co_trained:
+                stack.enter_context(one_torch_thread())   # the simulator wants the cores (quantum/model.py)
+            model = self.model.eval()
+            logits = model.split_logits(inputs) if self.co_trained else model(self.standardiser.apply(inputs).x)
         return torch.softmax(logits.double(), dim=1).numpy()
 
-    def evaluate(self, vectors: np.ndarray, labels: np.ndarray) -> Scores:
-        predicted = self.probabilities(vectors).argmax(axis=1)
+    def evaluate(self, inputs: Inputs, labels: np.ndarray) -> Scores:
+        predicted = self.probabilities(inputs).argmax(axis=1)
         return score(labels, predicted, len(self.label_names), self.positive)
 
 
@@ -67,20 +89,32 @@ def load_run(run_dir: str | Path, backend: str | None = None) -> TrainedRun:
         raise UserError(f"{run_dir / BEST} was written by an older version without its standardiser; "
                         f"train the run again")
     standardiser = Standardiser(**best["standardiser"])
-    head = HybridHead(len(standardiser.mean), len(best["labels"]), make_scheduler(config))
-    head.load_state_dict(best["model"])
-    return TrainedRun(run_dir=run_dir, config=config, head=head, standardiser=standardiser,
+    model = HybridHead(len(standardiser.mean), len(best["labels"]), make_scheduler(config))
+    if config.embedding.train_layers != 0:
+        model = encoder_head(config, model, standardiser)
+    model.load_state_dict(best["model"])
+    return TrainedRun(run_dir=run_dir, config=config, model=model, standardiser=standardiser,
                       label_names=list(best["labels"]), positive_label=best["positive_label"])
 
 
-def encode_texts(texts: list[str], run: TrainedRun) -> np.ndarray:
-    """Vectors for a few texts, in this process (no Ray, no cache): what `predict` needs."""
-    from embeddings.encode import Encoder
-    from embeddings.models import resolve_model
+def encoder_head(config: Config, head: torch.nn.Module, standardiser: Standardiser) -> EncoderHead:
+    """The encoder as loaded, cut as in training, in front of `head`: the trained layers come from best.pt."""
+    encoder, device, bfloat16 = make_encoder(config)
+    return EncoderHead(encoder, head, standardiser, device, bfloat16)
+
+
+def encode_texts(texts: list[str], run: TrainedRun) -> Inputs:
+    """A few texts as the run's model reads them, in this process (no Ray, no cache): what
+    `predict` needs. A co-trained encoder gets their token ids and runs whole on them."""
+    from embeddings.encode import Encoder, tokenize_texts
     from embeddings.stage import encode_settings, with_model_pooling
 
     model = resolve_model(run.config.embedding.model, run.config.embedding.revision)
+    if run.co_trained:
+        tokens = tokenize_texts(model.path, texts, run.config.embedding.max_length)
+        return EncoderInputs(source=tokens, rows=np.arange(len(texts)), y=torch.zeros(len(texts), dtype=torch.long))
     cfg = with_model_pooling(run.config.embedding, model)   # a run's config.yaml records it concrete already
+    cfg = cfg.model_copy(update={"train_layers": 0})
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     return Encoder(model.path, encode_settings(cfg, device)).encode(texts)
 

@@ -31,7 +31,14 @@ def without_run_specifics(summary: dict) -> dict:
     summary.pop("timing")
     summary["cache"].pop("path")
     summary["cache"].pop("hit")
+    summary["cache"].pop("bytes")     # the file's size on disk: its manifest records package versions and a date
     return summary
+
+
+def recorded_part(value, recorded):
+    if isinstance(value, dict) and isinstance(recorded, dict):
+        return {key: recorded_part(value[key], recorded[key]) if key in value else "<missing>" for key in recorded}
+    return value
 
 
 def test_the_quick_start_reproduces_the_recorded_run(ray_session, tmp_path):
@@ -44,7 +51,10 @@ def test_the_quick_start_reproduces_the_recorded_run(ray_session, tmp_path):
 
     assert (run_dir / "best.pt").read_bytes() == (REFERENCE / "best.pt").read_bytes()
     summary = without_run_specifics(json.loads((run_dir / "summary.json").read_text()))
-    assert summary == json.loads((REFERENCE / "summary.json").read_text())
+    recorded_summary = json.loads((REFERENCE / "summary.json").read_text())
+    # fields added since the recording (the encoder block, requests' train_batches) may be new;
+    # every recorded one must be there, unchanged
+    assert recorded_part(summary, recorded_summary) == recorded_summary
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for row in metrics:
         row.pop("seconds")

@@ -62,8 +62,11 @@ class EmbeddingWorker:
 
         self.load()
         started = time.perf_counter()
-        vectors = self.encoder.encode(task.texts)
-        checksum = write_shard(task.path, task.key, task.index, task.start, vectors)
+        if self._settings.train_layers:
+            payload = self.encoder.encode_states(task.texts)
+        else:
+            payload = self.encoder.encode(task.texts)
+        checksum = write_shard(task.path, task.key, task.index, task.start, payload)
         node = ray.get_runtime_context()
         return ShardResult(index=task.index, rows=len(task.texts), sha256=checksum,
                            seconds=time.perf_counter() - started, host=socket.gethostname(), pid=os.getpid(),

@@ -26,10 +26,15 @@ class Standardiser:
     std: np.ndarray     # (F,) float64, 1 where a feature is constant
 
     @classmethod
-    def fit(cls, train_vectors: np.ndarray) -> "Standardiser":
+    def fit(cls, train_vectors: np.ndarray, relative_floor: float = 0.0) -> "Standardiser":
+        """A feature whose std is at most 1e-12, or `relative_floor` x the median std, counts as
+        constant: it is centred, not scaled. A co-trained encoder needs the relative floor: MiniLM
+        has features constant up to rounding (std 1e-9), and dividing by that turns the encoder's
+        first small step into a jump that saturates the head."""
         mean = train_vectors.mean(axis=0, dtype=np.float64)
         std = train_vectors.std(axis=0, dtype=np.float64)
-        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+        floor = max(1e-12, relative_floor * float(np.median(std))) if len(std) else 1e-12
+        return cls(mean=mean, std=np.where(std > floor, std, 1.0))
 
     def apply(self, vectors: np.ndarray, labels: Optional[np.ndarray] = None) -> Features:
         """Standardised float32 features; labels default to zeros (texts without labels)."""

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -34,12 +34,15 @@ from torch import nn
 
 from orchestrator.config import Config, TrainConfig, to_dict
 from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
+from embeddings.encode import EncoderSource
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.backends import make_scheduler
 from orchestrator.quantum.model import HybridHead, one_torch_thread
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 from orchestrator.training import report
 from orchestrator.training.baselines import fit_baselines
+from orchestrator.training.encoder import (EncoderHead, EncoderInputs, EncoderSetup, parameter_groups, setup_encoder,
+                                           steps_per_epoch, trainable_parameters)
 from orchestrator.training.features import Features, Standardiser, class_weights
 from orchestrator.training.metrics import Scores, score
 from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, TrainState, epoch_order, load_torch,
@@ -47,13 +50,16 @@ from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, Tra
 
 log = logging.getLogger(__name__)
 
+SplitInputs = Union[Features, EncoderInputs]   # a split's standardised vectors, or a co-trained encoder's inputs
+
 
 class Prepared(Protocol):
     """What a run trains on: orchestrator.pipeline.Prepared."""
 
     dataset: Dataset
     split: Split
-    vectors: np.ndarray
+    vectors: Optional[np.ndarray]               # None with a co-trained encoder
+    encoder_source: Optional[EncoderSource]     # its inputs: layer states (train_layers k) or token ids (all)
     embed_info: dict
 
 
@@ -63,16 +69,17 @@ class Training:
 
     config: TrainConfig
     run_dir: Path
-    head: nn.Module
+    model: nn.Module                     # HybridHead, or EncoderHead (a co-trained encoder in front of it)
     scheduler: ParameterShiftScheduler
     optimizer: torch.optim.Optimizer
     lr_schedule: torch.optim.lr_scheduler.LambdaLR
     loss_fn: nn.Module
     class_weights: torch.Tensor | None
     standardiser: Standardiser
-    train: Features
-    val: Features
-    test: Features
+    train: SplitInputs
+    val: SplitInputs
+    test: SplitInputs
+    frozen_features: tuple[Features, Features, Features]   # train, val, test vectors of the frozen encoder
     label_names: list[str]
     positive_label: str
 
@@ -85,8 +92,18 @@ class Training:
         return self.label_names.index(self.positive_label)
 
     @property
-    def steps_per_epoch(self) -> int:
+    def batches_per_epoch(self) -> int:
         return math.ceil(len(self.train.y) / self.config.batch_size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(len(self.train.y), self.config.batch_size, self.config.grad_accumulation)
+
+    def step_batches(self, step: int, order: np.ndarray) -> list[np.ndarray]:
+        """The mini-batches (rows of the train split) of the epoch's `step`-th optimizer step."""
+        size, first = self.config.batch_size, step * self.config.grad_accumulation
+        last = min(first + self.config.grad_accumulation, self.batches_per_epoch)
+        return [order[batch * size:(batch + 1) * size] for batch in range(first, last)]
 
 
 def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
@@ -98,7 +115,8 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
     uninterrupted run's."""
     t = config.train
     with contextlib.ExitStack() as stack:
-        stack.enter_context(one_torch_thread())
+        if config.embedding.train_layers == 0:
+            stack.enter_context(one_torch_thread())   # an encoder on the CPU wants every core
         training = setup(config, prepared, run_dir, initial_model)
         stack.callback(training.scheduler.backend.close)   # ends a Session/Batch, stops workers: always
         state = restore(training) if resume else start(training, config, prepared.embed_info, initial_model)
@@ -119,51 +137,73 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
             end_epoch(training, state, train_started, epoch_started, progress)
         train_seconds = state.train_seconds_before + time.perf_counter() - train_started
 
-        training.head.load_state_dict(load_torch(run_dir / BEST)["model"])
+        training.model.load_state_dict(load_torch(run_dir / BEST)["model"])
         test = evaluate(training, training.test).scores
-        baselines = fit_baselines(training.train, training.val, training.test, training.n_classes,
+        baselines = fit_baselines(*training.frozen_features, training.n_classes,
                                   training.positive, training.class_weights, config.quantum.n_qubits, t)
         quantum = report.quantum_usage(training.scheduler)   # before the backend closes (and stops its workers)
 
+    model = training.model
     summary = report.summary(config, prepared.dataset, prepared.split, state, test, baselines, quantum,
-                             train_seconds, training.scheduler.counters.requests)
+                             train_seconds, training.scheduler.counters.requests,
+                             trainable_parameters(model.encoder) if isinstance(model, EncoderHead) else 0)
     report.write_report(run_dir, summary, state.history, test, training.label_names)
     return summary
 
 
 def setup(config: Config, prepared: Prepared, run_dir: Path, initial_model: dict | None = None) -> Training:
     """Features, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
-    t = config.train
-    dataset, split, vectors = prepared.dataset, prepared.split, prepared.vectors
-    standardiser = Standardiser.fit(vectors[split.train])
-    train_set, val_set, test_set = (standardiser.apply(vectors[rows], dataset.labels[rows])
-                                    for rows in (split.train, split.val, split.test))
-    weights = class_weights(train_set.y.numpy(), len(dataset.label_names), t.class_weights)
+    t, dataset, split = config.train, prepared.dataset, prepared.split
+    encoder = None
+    if config.embedding.train_layers == 0:
+        standardiser = Standardiser.fit(prepared.vectors[split.train])
+        splits = tuple(standardiser.apply(prepared.vectors[rows], dataset.labels[rows])
+                       for rows in (split.train, split.val, split.test))
+        frozen_features = splits
+    else:
+        encoder = setup_encoder(config, prepared.encoder_source, dataset.labels, split)
+        standardiser, splits, frozen_features = encoder.standardiser, encoder.splits, encoder.frozen_features
+    weights = class_weights(splits[0].y.numpy(), len(dataset.label_names), t.class_weights)
 
     seed_everything(t.seed)
     scheduler = make_scheduler(config, run_dir)
-    head = make_model(vectors.shape[1], len(dataset.label_names), scheduler)
+    model = make_model(len(standardiser.mean), len(dataset.label_names), scheduler, encoder)
     if initial_model is not None:
-        head.load_state_dict(initial_model)
-    optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    total_steps = math.ceil(len(train_set.y) / t.batch_size) * t.epochs
+        model.load_state_dict(initial_model)
+    optimizer = make_optimizer(model, t)
+    total_steps = steps_per_epoch(len(splits[0].y), t.batch_size, t.grad_accumulation) * t.epochs
     if t.max_steps is not None:
         total_steps = min(total_steps, t.max_steps)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, t.schedule))
-    return Training(config=t, run_dir=run_dir, head=head, scheduler=scheduler, optimizer=optimizer,
+    warmup_steps = math.ceil(t.warmup_ratio * total_steps)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, t.schedule, warmup_steps))
+    return Training(config=t, run_dir=run_dir, model=model, scheduler=scheduler, optimizer=optimizer,
                     lr_schedule=lr_schedule, loss_fn=nn.CrossEntropyLoss(weight=weights), class_weights=weights,
-                    standardiser=standardiser, train=train_set, val=val_set, test=test_set,
-                    label_names=list(dataset.label_names), positive_label=dataset.positive_label)
+                    standardiser=standardiser, train=splits[0], val=splits[1], test=splits[2],
+                    frozen_features=frozen_features, label_names=list(dataset.label_names),
+                    positive_label=dataset.positive_label)
 
 
-def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftScheduler) -> nn.Module:
-    """What maps a batch of features to logits: the hybrid head on `scheduler`.
-    (A co-trained encoder plugs in here, in front of the head.)"""
+def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftScheduler,
+               encoder: EncoderSetup | None = None) -> nn.Module:
+    """What maps a batch of inputs to logits: the hybrid head on `scheduler`, behind the
+    co-trained encoder when there is one."""
     head = HybridHead(n_features, n_classes, scheduler)
-    if scheduler.gradient.name == "parameter-shift-weights":
+    no_input_gradient = scheduler.gradient.name == "parameter-shift-weights"
+    if no_input_gradient:
         head.pre.requires_grad_(False)   # its gradient is not measured: the pre-net stays as it is
-    return head
+    if encoder is None:
+        return head
+    if no_input_gradient:
+        encoder.encoder.requires_grad_(False)   # nor does anything below it learn
+    return EncoderHead(encoder.encoder, head, encoder.standardiser, encoder.device, encoder.bfloat16)
+
+
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    if isinstance(model, EncoderHead):
+        return optimizer_class(parameter_groups(model, t.lr, t.weight_decay, t.encoder_lr, t.encoder_weight_decay))
+    return optimizer_class(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
 def start(training: Training, config: Config, embed_info: dict, initial_model: dict | None = None) -> TrainState:
@@ -181,42 +221,54 @@ def start(training: Training, config: Config, embed_info: dict, initial_model: d
 
 
 def restore(training: Training) -> TrainState:
-    state = TrainState.from_checkpoint(load_torch(training.run_dir / CHECKPOINT), training.head,
+    state = TrainState.from_checkpoint(load_torch(training.run_dir / CHECKPOINT), training.model,
                                        training.optimizer, training.lr_schedule, training.scheduler.counters)
     log.info(f"resuming at epoch {state.epoch + 1}, step {state.step}")
     return state
 
 
 def train_epoch(training: Training, state: TrainState, train_started: float, progress: bool) -> None:
-    """The mini-batches of `state.epoch` from `state.next_batch` on, in `state.data_order`."""
+    """The optimizer steps of `state.epoch` from `state.next_batch` on, in `state.data_order`; each
+    step is `grad_accumulation` mini-batches, one job each."""
     from tqdm import tqdm
 
-    t, head, counters = training.config, training.head, training.scheduler.counters
+    t, counters = training.config, training.scheduler.counters
     bar = tqdm(range(state.next_batch, training.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{t.epochs}",
                unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=True,
                initial=state.next_batch, total=training.steps_per_epoch)
-    for batch in bar:
-        rows = torch.from_numpy(state.data_order[batch * t.batch_size:(batch + 1) * t.batch_size])
-        x, y = training.train.x[rows], training.train.y[rows]
+    for step in bar:
         step_started = time.perf_counter()
-        logits = head(x)                     # one job: values and the parameter-shift Jacobian
-        loss = training.loss_fn(logits, y)
         training.optimizer.zero_grad()
-        loss.backward()                      # local vector-Jacobian product, no job
+        batches = training.step_batches(step, state.data_order)
+        for rows in batches:
+            logits, y = forward(training, training.train, rows)   # one job: values and the parameter-shift Jacobian
+            loss = training.loss_fn(logits, y)
+            (loss / len(batches)).backward()                      # local vector-Jacobian product, no job
+            state.tally.add(loss.item(), logits.argmax(dim=1), y)
+        if t.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(training.model.parameters(), t.max_grad_norm)
         training.optimizer.step()
         training.lr_schedule.step()
         state.step += 1
+        state.train_requests += len(batches)
         state.step_seconds.append(time.perf_counter() - step_started)
 
-        state.tally.add(loss.item(), logits.argmax(dim=1), y)
         bar.set_postfix(loss=f"{state.tally.mean_loss:.4f}", acc=f"{state.tally.accuracy:.3f}",
                         jobs=str(counters.total.jobs), circuits=str(counters.total.circuits))
-        state.next_batch = batch + 1
+        state.next_batch = step + 1
         if t.checkpoint_every and state.step % t.checkpoint_every == 0:
             checkpoint(training, state, state.train_seconds_before + time.perf_counter() - train_started)
         if t.max_steps is not None and state.step >= t.max_steps:
             break
     bar.close()
+
+
+def forward(training: Training, split: SplitInputs, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of some rows of a split."""
+    rows = torch.from_numpy(rows)
+    if isinstance(split, EncoderInputs):
+        return training.model(split.batch(rows.numpy()), split.tokens), split.y[rows]
+    return training.model(split.x[rows]), split.y[rows]
 
 
 def end_epoch(training: Training, state: TrainState, train_started: float, epoch_started: float,
@@ -251,18 +303,20 @@ def end_epoch(training: Training, state: TrainState, train_started: float, epoch
 
 def checkpoint(training: Training, state: TrainState, train_seconds: float) -> None:
     save_torch_atomically(training.run_dir / CHECKPOINT, state.to_checkpoint(
-        training.head, training.optimizer, training.lr_schedule, training.scheduler.counters, train_seconds))
+        training.model, training.optimizer, training.lr_schedule, training.scheduler.counters, train_seconds))
     # no resume replays what this checkpoint covers: the journal may drop those results
     training.scheduler.job_hook.prune(up_to_request=training.scheduler.counters.requests)
 
 
 def save_best(training: Training, epoch: int, value: float) -> None:
-    save_torch_atomically(training.run_dir / BEST, {
-        "model": training.head.state_dict(), "epoch": epoch, "metric": training.config.select_metric,
-        "value": value,
-        # what `orchestrate eval` / `predict` need to apply the model to new vectors
-        "standardiser": training.standardiser.to_dict(), "labels": training.label_names,
-        "positive_label": training.positive_label})
+    best = {"model": training.model.state_dict(), "epoch": epoch, "metric": training.config.select_metric,
+            "value": value,
+            # what `orchestrate eval` / `predict` need to apply the model to new vectors
+            "standardiser": training.standardiser.to_dict(), "labels": training.label_names,
+            "positive_label": training.positive_label}
+    if isinstance(training.model, EncoderHead):      # its "model" holds the trained encoder layers too
+        best["encoder"] = {"train_layers": training.model.encoder.train_layers, "pooling": training.model.encoder.pooling}
+    save_torch_atomically(training.run_dir / BEST, best)
 
 
 @dataclass
@@ -271,20 +325,24 @@ class Evaluation:
     scores: Scores
 
 
-def evaluate(training: Training, features: Features) -> Evaluation:
+def evaluate(training: Training, features: SplitInputs) -> Evaluation:
     """One values-only request for the whole split (no Jacobian, no shifted rows)."""
-    head = training.head
-    head.eval()
+    model = training.model
+    model.eval()
     with torch.no_grad():
-        logits = head(features.x)
+        logits = model.split_logits(features) if isinstance(model, EncoderHead) else model(features.x)
         loss = float(training.loss_fn(logits, features.y))
-    head.train()
+    model.train()
     predicted = logits.argmax(dim=1).numpy()
     return Evaluation(loss=loss, scores=score(features.y.numpy(), predicted, training.n_classes, training.positive))
 
 
-def lr_factor(step: int, total_steps: int, schedule: str) -> float:
-    """Multiplier of the base lr after `step` steps: cosine from 1 to 0 over the run, or constant."""
-    if schedule == "none" or total_steps <= 0:
+def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int = 0) -> float:
+    """Multiplier of the base lr after `step` steps: a linear rise over the warmup steps, then
+    cosine from 1 to 0 over the rest of the run, or constant."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if schedule == "none" or total_steps <= warmup_steps:
         return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    done = min(step, total_steps) - warmup_steps
+    return 0.5 * (1.0 + math.cos(math.pi * done / (total_steps - warmup_steps)))

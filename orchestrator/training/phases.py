@@ -89,6 +89,7 @@ def phase_config(config: Config, backend: str, noise_model: Optional[str], steps
     phase.train.batch_size = h.batch_size or t.batch_size
     phase.train.lr = h.lr or t.lr * HARDWARE_LR_FACTOR
     phase.train.max_steps = steps
+    phase.train.grad_accumulation = 1         # a device step is one job: the plan's arithmetic counts them so
     phase.train.patience = 1 << 20            # a phase's steps are few and paid for: no early stop inside
     phase.train.checkpoint_every = 1          # every device step is worth keeping
     return phase

@@ -34,7 +34,7 @@ def quantum_usage(scheduler: ParameterShiftScheduler) -> dict:
 
 
 def summary(config: Config, dataset: Dataset, split: Split, state: TrainState, test: Scores, baselines: dict[str, Scores],
-            quantum: dict, train_seconds: float, requests: int) -> dict:
+            quantum: dict, train_seconds: float, requests: int, encoder_parameters: int = 0) -> dict:
     """summary.json (schema in DESIGN.md / README)."""
     logistic = baselines["logistic_regression"]
     embed = state.embed_info
@@ -50,16 +50,26 @@ def summary(config: Config, dataset: Dataset, split: Split, state: TrainState, t
                                **{name: brief(scores) for name, scores in baselines.items()}},
         "quantum": quantum,
         "timing": {"embed_s": embed["seconds"], "train_s": train_seconds, "steps": state.step,
-                   "step_s_median": statistics.median(state.step_seconds) if state.step_seconds else 0.0},
-        "cache": {"path": embed["path"], "key": embed["key"], "hit": embed["hit"]},
+                   "step_s_median": statistics.median(state.step_seconds) if state.step_seconds else 0.0,
+                   "epoch_s_mean": statistics.fmean(row["seconds"] for row in state.history) if state.history else 0.0},
+        "cache": {"path": embed["path"], "key": embed["key"], "hit": embed["hit"], "bytes": embed.get("bytes", 0)},
+        "encoder": encoder_block(config, encoder_parameters),
         "labels": list(dataset.label_names),
         "positive_label": dataset.positive_label,
         "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test),
                   "duplicates_merged": split.duplicates_merged, "policy": split.policy},
         "best": state.best.to_dict(),
         "epochs_run": len(state.history),
-        "requests": {"train_steps": state.step, "evaluations": requests - state.step},
+        "requests": {"train_steps": state.step, "train_batches": state.train_requests,
+                     "evaluations": requests - state.train_requests},
     }
+
+
+def encoder_block(config: Config, trainable_parameters: int) -> dict:
+    """What of the encoder trained: train_layers 0 (frozen), k (the top k layers) or all."""
+    e = config.embedding
+    return {"train_layers": e.train_layers, "trainable_parameters": trainable_parameters, "pooling": e.pooling,
+            "baselines_on": "the frozen encoder's vectors"}
 
 
 def write_report(run_dir: Path, summary_: dict, history: list[dict], test: Scores, label_names: list[str]) -> None:
@@ -128,6 +138,12 @@ def report_table(summary: dict, run_dir: Path) -> str:
     lines.append(f"{where}: {q['jobs']} jobs, {q['circuits']} circuits; {timing['steps']} steps in all "
                  f"(median {timing['step_s_median'] * 1000:.0f} ms), train {timing['train_s']:.1f} s, "
                  f"embed {timing['embed_s']:.1f} s ({'cache hit' if summary['cache']['hit'] else 'computed'})")
+    encoder = summary.get("encoder", {})
+    if encoder.get("train_layers", 0) != 0:
+        cached = f"layer states cached: {summary['cache']['bytes'] / 2**20:.0f} MiB" if summary["cache"]["path"] \
+            else "nothing cached"
+        lines.append(f"encoder: train_layers {encoder['train_layers']}, {encoder['trainable_parameters']:,} trainable "
+                     f"parameters, {timing['epoch_s_mean']:.0f} s per epoch; {cached}")
     if "phases" in summary:
         spent = [f"{p['phase']} {p['quantum'].get('qpu_seconds_estimated', 0.0):.0f} s" for p in summary["phases"]
                  if "qpu_seconds_estimated" in p["quantum"]]

@@ -77,7 +77,8 @@ class Best:
 class TrainState:
     best: Best
     data_order: np.ndarray               # the row order of the epoch in progress
-    step: int = 0                        # training steps done
+    step: int = 0                        # training (optimizer) steps done
+    train_requests: int = 0              # their mini-batches: one request each
     epoch: int = 0                       # the epoch in progress, 0-based
     next_batch: int = 0                  # its first batch not trained yet
     epochs_without_progress: int = 0
@@ -92,7 +93,7 @@ class TrainState:
         return {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "lr_scheduler": lr_schedule.state_dict(), "rng": rng_states(),
-            "step": self.step, "epoch": self.epoch, "next_batch": self.next_batch, "data_order": self.data_order,
+            "step": self.step, "train_requests": self.train_requests, "epoch": self.epoch, "next_batch": self.next_batch, "data_order": self.data_order,
             "best": self.best.to_dict(), "epochs_without_progress": self.epochs_without_progress,
             "embed_info": self.embed_info, "history": list(self.history), "step_seconds": list(self.step_seconds),
             "running": self.tally.to_dict(), "train_seconds": train_seconds,
@@ -112,6 +113,7 @@ class TrainState:
             saved["jobs"], saved["circuits"], saved["shots"])
         counters.requests = saved["requests"]
         return cls(best=Best(**checkpoint["best"]), data_order=checkpoint["data_order"], step=checkpoint["step"],
+                   train_requests=checkpoint.get("train_requests", checkpoint["step"]),
                    epoch=checkpoint["epoch"], next_batch=checkpoint["next_batch"],
                    epochs_without_progress=checkpoint["epochs_without_progress"],
                    history=checkpoint["history"], step_seconds=checkpoint["step_seconds"],
@@ -132,11 +134,16 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():   # a co-trained encoder's dropout on a GPU
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def restore_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
 

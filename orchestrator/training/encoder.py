@@ -1,0 +1,212 @@
+"""A co-trained encoder in front of the hybrid head: `embedding.train_layers: k | all`.
+
+    train_layers = k    the bottom L - k layers are frozen and their output is cached (ragged layer
+                        states, embeddings/store.py); training runs the top k layers over it
+    train_layers = all  full fine-tuning: the whole encoder trains on the token ids
+
+Either way the model maps a batch of inputs to logits as
+
+    trainable layers -> pooling -> standardisation -> HybridHead   (one job per mini-batch)
+
+and the quantum layer's parameter-shift Jacobian with respect to its input angles flows back
+through the pre-net into the trainable layers. The standardisation is fixed: the mean and std of
+the train split's vectors under the encoder as loaded (before any step), so step 0 of a co-trained
+run sees what a frozen run sees. Those vectors also feed the classical baselines: they are the
+frozen encoder's, the reference a co-trained head has to beat.
+
+Only the trainable layers are parameters of the model (the frozen ones are not in its state dict,
+so checkpoints hold the trained layers and the head only). Evaluation runs the encoder over
+length-sorted chunks without gradients and the head once: one values-only job per split.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from embeddings.encode import EncoderSource, TokenIds, pad_batch, plan_batches, pool
+from embeddings.layers import TopLayers, freeze_below, pad_states
+from embeddings.models import resolve_model
+from orchestrator.config import Config
+from orchestrator.training.features import Features, Standardiser
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH_TOKENS = 8192     # padded tokens per chunk when the encoder runs without gradients
+CONSTANT_FEATURE = 1e-3      # a feature with std under this x the median is constant (see Standardiser.fit)
+
+@dataclass(frozen=True)
+class EncoderInputs:
+    """One split's rows for the trainable encoder: its labels and where its inputs are."""
+
+    source: EncoderSource    # the whole dataset's
+    rows: np.ndarray         # this split's rows of the dataset
+    y: torch.Tensor          # (rows,) int64
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def tokens(self) -> bool:
+        return isinstance(self.source, TokenIds)
+
+    def lengths(self) -> np.ndarray:
+        if self.tokens:
+            return np.array([len(self.source.ids[r]) for r in self.rows])
+        return self.source.lengths[self.rows]
+
+    def batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padded inputs of `rows` (positions in this split) and their attention mask."""
+        dataset_rows = self.rows[np.asarray(rows)]
+        if self.tokens:
+            return pad_batch([self.source.ids[r] for r in dataset_rows], self.source.pad_id)
+        return pad_states(self.source.text_states(dataset_rows))
+
+
+class TrainableEncoder(nn.Module):
+    """Padded inputs -> pooled vectors through the trainable layers of a BERT-family encoder."""
+
+    def __init__(self, model: nn.Module, train_layers: Union[int, str], pooling: str) -> None:
+        super().__init__()
+        self.pooling, self.train_layers = pooling, train_layers
+        self.hidden_size = int(model.config.hidden_size)
+        if train_layers == "all":
+            self.layers = None
+            self.model = model                           # every parameter trains
+        else:
+            freeze_below(model, train_layers)
+            self.layers = TopLayers(model, train_layers)  # the top k only: the frozen layers are not ours
+            self.__dict__["whole"] = model                # unregistered: for texts, not cached states
+        self.pooler = model.pooler if pooling == "pooler" else None
+        if self.pooler is not None:
+            self.pooler.requires_grad_(True)
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor, tokens: bool) -> torch.Tensor:
+        if tokens:
+            whole = self.model if self.layers is None else self.whole
+            hidden = whole(input_ids=inputs, attention_mask=mask).last_hidden_state
+        else:
+            hidden = self.layers(inputs, mask)
+        return pool(hidden, mask, self.pooler(hidden) if self.pooler is not None else None, self.pooling)
+
+    def train(self, mode: bool = True) -> "TrainableEncoder":
+        super().train(mode)
+        if self.layers is not None:
+            self.whole.train(mode)       # its frozen bottom runs on texts (predict): no dropout there either
+        return self
+
+
+class EncoderHead(nn.Module):
+    """Inputs -> logits: the trainable encoder, the fixed standardisation, the hybrid head."""
+
+    def __init__(self, encoder: TrainableEncoder, head: nn.Module, standardiser: Standardiser,
+                 device: torch.device, bfloat16: bool) -> None:
+        super().__init__()
+        self.encoder = encoder.to(device)
+        if encoder.layers is not None:
+            encoder.whole.to(device)
+        self.head = head
+        self.device, self.bfloat16 = device, bfloat16
+        self.register_buffer("mean", torch.tensor(standardiser.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(standardiser.std, dtype=torch.float32), persistent=False)
+
+    def pooled(self, batch: tuple[torch.Tensor, torch.Tensor], tokens: bool) -> torch.Tensor:
+        """Float32 pooled vectors on the CPU (where the head and the scheduler are)."""
+        inputs, mask = (t.to(self.device) for t in batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            pooled = self.encoder(inputs, mask, tokens)
+        return pooled.float().cpu()
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor], tokens: bool) -> torch.Tensor:
+        return self.head((self.pooled(batch, tokens) - self.mean) / self.std)
+
+    def split_logits(self, inputs: EncoderInputs) -> torch.Tensor:
+        """Logits of a whole split: the encoder over length-sorted chunks, then the head once
+        (one values-only request). Call it without gradients."""
+        vectors = pooled_vectors(self, inputs)
+        return self.head((torch.from_numpy(vectors) - self.mean) / self.std)
+
+
+def pooled_vectors(model: EncoderHead, inputs: EncoderInputs) -> np.ndarray:
+    """(rows, hidden) float32 pooled vectors of a split, in its order, without gradients."""
+    out = np.zeros((len(inputs), model.encoder.hidden_size), dtype=np.float32)
+    with torch.no_grad():
+        for chunk in plan_batches(inputs.lengths(), EVAL_BATCH_TOKENS):
+            out[chunk] = model.pooled(inputs.batch(chunk), inputs.tokens).numpy()
+    return out
+
+
+@dataclass
+class EncoderSetup:
+    """What a co-trained run trains on, built before the head (see loop.setup)."""
+
+    encoder: TrainableEncoder
+    device: torch.device
+    bfloat16: bool
+    standardiser: Standardiser
+    splits: tuple[EncoderInputs, EncoderInputs, EncoderInputs]     # train, val, test
+    frozen_features: tuple[Features, Features, Features]           # the baselines' vectors
+
+
+def setup_encoder(config: Config, source: EncoderSource, labels: np.ndarray, split) -> EncoderSetup:
+    """Load the encoder, make its trainable part, and standardise with the vectors it gives as loaded."""
+    encoder, device, bfloat16 = make_encoder(config)
+    splits = tuple(EncoderInputs(source=source, rows=np.asarray(rows), y=torch.from_numpy(labels[rows].astype(np.int64)))
+                   for rows in (split.train, split.val, split.test))
+    unscaled = Standardiser(mean=np.zeros(1), std=np.ones(1))
+    probe = EncoderHead(encoder, nn.Identity(), unscaled, device, bfloat16).eval()
+    vectors = [pooled_vectors(probe, inputs) for inputs in splits]
+    probe.train()
+    standardiser = Standardiser.fit(vectors[0], relative_floor=CONSTANT_FEATURE)
+    frozen = tuple(standardiser.apply(v, labels[rows]) for v, rows in zip(vectors, (split.train, split.val, split.test)))
+    log.info(f"encoder: {trainable_parameters(encoder):,} trainable parameters (train_layers "
+             f"{config.embedding.train_layers}) on {device.type}" + (" with bfloat16 autocast" if bfloat16 else ""))
+    return EncoderSetup(encoder=encoder, device=device, bfloat16=bfloat16, standardiser=standardiser,
+                        splits=splits, frozen_features=frozen)
+
+
+def make_encoder(config: Config) -> tuple[TrainableEncoder, torch.device, bool]:
+    """The configured encoder as loaded, cut at train_layers; the device it runs on; bfloat16 autocast or not."""
+    e, precision = config.embedding, config.train.precision
+    resolved = resolve_model(e.model, e.revision)
+    device = encoder_device(e.device)
+    bfloat16 = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
+    return TrainableEncoder(load_encoder(resolved.path), e.train_layers, resolved.pooling(e.pooling)), device, bfloat16
+
+
+def load_encoder(path: str) -> nn.Module:
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    model = AutoModel.from_pretrained(path, dtype=torch.float32)
+    return model.train()     # dropout on, as Hugging Face fine-tuning has it
+
+
+def encoder_device(configured: str) -> torch.device:
+    if configured != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def trainable_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def parameter_groups(model: EncoderHead, lr: float, weight_decay: float, encoder_lr: float,
+                     encoder_weight_decay: float) -> list[dict]:
+    """The head and the encoder learn at their own rates (the encoder's Hugging Face-like, small)."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    return [{"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"},
+            {"params": encoder, "lr": encoder_lr, "weight_decay": encoder_weight_decay, "name": "encoder"}]
+
+
+def steps_per_epoch(rows: int, batch_size: int, grad_accumulation: int) -> int:
+    return math.ceil(math.ceil(rows / batch_size) / grad_accumulation)
