@@ -181,3 +181,32 @@ def test_warmup_rises_linearly_then_the_cosine_falls():
     assert factors[4] == 1.0 and factors[10] == pytest.approx(0.0)
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
     assert [lr_factor(s, 10, "cosine") for s in range(11)] == [lr_factor(s, 10, "cosine", 0) for s in range(11)]
+
+
+def test_layer_states_resume_from_the_shards_of_an_interrupted_embedding(ray_session, tiny_bert, tmp_path):
+    """The shard that an interrupted run left is kept; the rest is embedded on Ray actors; the
+    result equals an uninterrupted embedding of the same states."""
+    from embeddings.stage import dataset_cache_key, embed_dataset
+    from embeddings.store import EmbeddingStore, ShardPlan, payload_rows, write_shard
+    from embeddings.models import resolve_model
+    from orchestrator.config import load_config
+    from orchestrator.data import load_dataset
+    from workers.embedding import ray_pool_starter
+
+    config = load_config(None, [f"embedding.model={tiny_bert}", "embedding.train_layers=1", "data.limit=120",
+                                "embedding.shard_rows=40", "embedding.pooling=cls", "embedding.max_length=24",
+                                f"embedding.cache_dir={tmp_path / 'resumed'}"])
+    dataset = load_dataset(config.data)
+    start_pool = ray_pool_starter(ray_session.get_runtime_context().gcs_address)
+    uninterrupted = embed_dataset(dataset, config.embedding.model_copy(update={"cache_dir": str(tmp_path / "whole")}),
+                                  start_pool=start_pool, progress=False)
+
+    store = EmbeddingStore(config.embedding.cache_dir)
+    key = dataset_cache_key(resolve_model(str(tiny_bert)), config.embedding, dataset.content_hash())
+    assert key == uninterrupted.key
+    plan = store.prepare_parts(key, ShardPlan(rows=120, shard_rows=40))
+    write_shard(store.shard_path(key, 1), key, 1, 40, payload_rows(uninterrupted.cache.states, 40, 80))
+    resumed = embed_dataset(dataset, config.embedding, start_pool=start_pool, progress=False)
+    assert (resumed.resumed_rows, resumed.encoded_rows) == (40, 80)
+    assert resumed.cache.states.sha256() == uninterrupted.cache.states.sha256()
+    assert not store.parts_dir(key).exists()

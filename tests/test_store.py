@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from embeddings.store import CorruptCache, EmbeddingStore, ShardPlan, write_shard
+from embeddings.store import CorruptCache, EmbeddingStore, LayerStates, ShardPlan, payload_rows, write_shard
 
 KEY = "k" * 64
 
@@ -84,3 +84,50 @@ def test_an_interrupted_runs_plan_is_reused_and_stale_temp_files_removed(tmp_pat
     assert resumed.shard_rows == 4, "the shards on disk keep their boundaries"
     assert list(store.parts_dir(KEY).glob("*.tmp")) == []
     assert store.finished_shards(KEY, resumed) == {0, 1, 2}
+
+
+def ragged_states(lengths, hidden=3, dtype="float32"):
+    rng = np.random.default_rng(0)
+    return LayerStates.from_texts([rng.normal(size=(n, hidden)).astype(np.float32) for n in lengths], dtype, hidden)
+
+
+def test_layer_states_assemble_verify_and_reject_an_altered_value(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    plan = store.prepare_parts(KEY, ShardPlan(rows=5, shard_rows=2))
+    states = ragged_states([4, 1, 7, 2, 3])
+    for index in range(plan.count):
+        start, stop = plan.bounds(index)
+        write_shard(store.shard_path(KEY, index), KEY, index, start, payload_rows(states, start, stop))
+    store.assemble(KEY, plan, np.zeros(5, dtype=np.int64), {})
+    cached = store.load(KEY)
+    assert cached.manifest["rows"] == 5 and cached.manifest["dims"] == 3
+    assert np.array_equal(cached.states.states, states.states) and list(cached.states.lengths) == [4, 1, 7, 2, 3]
+    assert [len(s) for s in cached.states.text_states([2, 0])] == [7, 4]
+    with pytest.raises(TypeError, match="layer states"):
+        cached.vectors
+    with h5py.File(store.final_path(KEY), "r+") as f:
+        f["states"][9, 2] += 1e-3
+    with pytest.raises(CorruptCache, match="fail their checksum|checksum"):
+        store.load(KEY)
+
+
+def test_a_damaged_layer_state_shard_is_dropped(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    plan = store.prepare_parts(KEY, ShardPlan(rows=4, shard_rows=2))
+    states = ragged_states([2, 3, 1, 5])
+    for index in range(plan.count):
+        start, stop = plan.bounds(index)
+        write_shard(store.shard_path(KEY, index), KEY, index, start, payload_rows(states, start, stop))
+    with h5py.File(store.shard_path(KEY, 1), "r+") as f:
+        f["lengths"][0] = 2          # the same bytes of states, cut differently
+    assert store.finished_shards(KEY, plan) == {0}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_states_are_stored_in_half_the_bytes_and_read_back_exactly(dtype):
+    import torch
+
+    exact = torch.randn(6, 4).to(getattr(torch, dtype)).float().numpy()   # values a half-precision model computes
+    states = LayerStates.from_texts([exact[:2], exact[2:]], dtype, 4)
+    assert states.states.itemsize == 2
+    assert np.array_equal(np.concatenate(states.text_states([0, 1])), exact)
