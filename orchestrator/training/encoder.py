@@ -201,11 +201,19 @@ def trainable_parameters(module: nn.Module) -> int:
 
 def parameter_groups(model: EncoderHead, lr: float, weight_decay: float, encoder_lr: float,
                      encoder_weight_decay: float) -> list[dict]:
-    """The head and the encoder learn at their own rates (the encoder's Hugging Face-like, small)."""
-    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    """The head and the encoder learn at their own rates (the encoder's Hugging Face-like, small);
+    as in Hugging Face's Trainer, the encoder's biases and LayerNorm weights are not decayed."""
+    trainable = [(name, p) for name, p in model.encoder.named_parameters() if p.requires_grad]
+    decayed = [p for name, p in trainable if not no_decay(name)]
+    not_decayed = [p for name, p in trainable if no_decay(name)]
     head = [p for p in model.head.parameters() if p.requires_grad]
     return [{"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"},
-            {"params": encoder, "lr": encoder_lr, "weight_decay": encoder_weight_decay, "name": "encoder"}]
+            {"params": decayed, "lr": encoder_lr, "weight_decay": encoder_weight_decay, "name": "encoder"},
+            {"params": not_decayed, "lr": encoder_lr, "weight_decay": 0.0, "name": "encoder (no decay)"}]
+
+
+def no_decay(parameter_name: str) -> bool:
+    return parameter_name.endswith("bias") or "LayerNorm" in parameter_name or "layer_norm" in parameter_name
 
 
 def steps_per_epoch(rows: int, batch_size: int, grad_accumulation: int) -> int:

@@ -10,11 +10,13 @@
     evaluate the best weights on test; fit the classical baselines on the same vectors
     write summary.json and the plots                                   (report.py)
 
-Every training step is one request to the scheduler (values + Jacobian in one job); every
-evaluation (validation each epoch, test at the end) is one values-only request.
+Every mini-batch is one request to the scheduler (values + Jacobian in one job); a training step
+is `train.grad_accumulation` of them; every evaluation (validation each epoch, test at the end)
+is one values-only request.
 
-Where the next capabilities plug in: `make_model` builds what maps features to logits (a
-co-trained encoder wraps the head there); a run's epochs run on one scheduler, and a phase
+`make_model` builds what maps a batch to logits: the hybrid head on standardised cached vectors,
+or with `embedding.train_layers` k | all a co-trained encoder in front of it (training/encoder.py),
+whose splits are layer states or token ids instead of vectors. A phase of a device run
 (simulator, noisy simulator, hardware) is the same epoch loop on another scheduler.
 """
 from __future__ import annotations
@@ -32,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from embeddings.encode import EncoderSource
 from orchestrator.config import Config, TrainConfig, to_dict
 from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
-from embeddings.encode import EncoderSource
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.backends import make_scheduler
 from orchestrator.quantum.model import HybridHead, one_torch_thread
