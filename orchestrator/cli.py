@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.core import invocation
 from orchestrator.core.errors import UserError
 from orchestrator.core.log import show_messages_on_stderr
 
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     backends = commands.add_parser("backends", help="list the quantum backends: Aer, fake devices, your IBM Quantum devices")
     backends.add_argument("--config", metavar="F", help="run config whose runtime section names the channel / instance")
     backends.set_defaults(func=cmd_backends)
+
+    listing = commands.add_parser("runs", help="list run dirs: finished, resumable or incomplete, with their test numbers")
+    listing.add_argument("root", nargs="?", default="runs", metavar="DIR", help="where the run dirs are (default: runs)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
+    listing.set_defaults(func=cmd_runs)
 
     estimate = commands.add_parser("estimate", help="jobs, circuits, shots and QPU time a run would cost, before spending any")
     add_dataset_arguments(estimate)
@@ -270,6 +276,18 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from orchestrator.runs import list_runs, runs_table
+
+    rows = list_runs(args.root)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(runs_table(rows) if rows else f"no run dirs under {args.root}")
+    return 0
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.pipeline import prepare
     from orchestrator.quantum.backends import check_backend
@@ -288,6 +306,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    invocation.record(["orchestrate", *(sys.argv[1:] if argv is None else argv)])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):

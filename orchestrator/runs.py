@@ -15,10 +15,14 @@ the previous version of a file or the new one, never half of one.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from pathlib import Path
 
+import yaml
+
 from orchestrator.core.errors import UserError
+from orchestrator.training.phases import has_started
 
 
 def default_run_dir(dataset_name: str, backend: str, root: str | Path = "runs") -> Path:
@@ -40,3 +44,48 @@ def check_run_dir_free(path: Path) -> None:
     """Refuse a run dir that already holds files (an earlier run must not be overwritten)."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UserError(f"run dir {path} already exists and is not empty; pick another --run-dir")
+
+
+def list_runs(root: str | Path = "runs") -> list[dict]:
+    """Every run dir under `root` (a folder holding config.yaml), oldest first, with its state:
+    finished (summary.json), resumable (a checkpoint: `orchestrate resume` continues it) or
+    incomplete (stopped before its first checkpoint: nothing to resume)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"no run dirs at {root}: not a folder")
+    rows = [describe_run(d) for d in sorted(root.iterdir()) if (d / "config.yaml").is_file()]
+    return sorted(rows, key=lambda row: row["started_at"] or "")
+
+
+def describe_run(run_dir: Path) -> dict:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    summary = read_json(run_dir / "summary.json")
+    state = "finished" if summary else ("resumable" if has_started(run_dir) else "incomplete")
+    test = (summary or {}).get("test", {})
+    started = (summary or {}).get("run", {}).get("started_at") or datetime.datetime.fromtimestamp(
+        (run_dir / "config.yaml").stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"run_dir": str(run_dir), "state": state,
+            "dataset": (config.get("data") or {}).get("name") or (config.get("data") or {}).get("path"),
+            "backend": (config.get("quantum") or {}).get("backend"),
+            "train_layers": (config.get("embedding") or {}).get("train_layers", 0),
+            "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1_positive"), "started_at": started}
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def runs_table(rows: list[dict]) -> str:
+    lines = [f"{'run dir':<44} {'state':<10} {'dataset':<16} {'backend':<14} {'layers':>6} {'acc':>6} {'F1':>6}  started"]
+    for row in rows:
+        lines.append(f"{row['run_dir']:<44} {row['state']:<10} {str(row['dataset'])[-16:]:<16} "
+                     f"{str(row['backend']):<14} {str(row['train_layers']):>6} {number(row['test_accuracy'])} "
+                     f"{number(row['test_f1'])}  {row['started_at']}")
+    return "\n".join(lines)
+
+
+def number(value) -> str:
+    return f"{value:6.3f}" if isinstance(value, float) else f"{'-':>6}"

@@ -26,6 +26,18 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def every_summary_matches_the_schema(tmp_path_factory):
+    """After the whole run: every summary.json a run wrote in any test (in a run dir: beside its
+    config.yaml) matches docs/summary.schema.json."""
+    yield
+    from summary_schema import assert_valid_summary
+
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("summary.json")):
+        if (path.parent / "config.yaml").is_file():
+            assert_valid_summary(path)
+
+
 @pytest.fixture(scope="session")
 def sms_path():
     if not SMS_PATH.is_file():

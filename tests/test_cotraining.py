@@ -159,6 +159,8 @@ def test_a_killed_co_trained_run_resumes_to_the_same_numbers(runs, tiny_bert, tm
     kill_after_checkpoint(co_trained, killed, random.Random().randrange(2, steps - 2), steps)
     assert main(["resume", "-q", str(killed)]) == 0
     assert_same_run(killed, reference)
+    run = summary(killed)["run"]
+    assert run["command"].startswith("orchestrate run") and run["finished_by"].startswith("orchestrate resume")
     best = [torch.load(d / "best.pt", weights_only=False)["model"] for d in (killed, reference)]
     assert all(torch.equal(best[0][k], best[1][k]) for k in best[1])
 

@@ -8,34 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from orchestrator.cli import main
+from summary_schema import summary_problems
 
 SMALL = ["--limit", "200", "--epochs", "2", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
          "--set", "train.batch_size=32", "--set", "train.checkpoint_every=2"]
-
-SUMMARY_SCHEMA = {
-    "dataset": str, "model": str, "backend": str, "n_qubits": int, "depth": int,
-    "test": {"accuracy": float, "f1_positive": float, "f1_macro": float, "confusion": list},
-    "classical_baseline": {"accuracy": float, "f1_positive": float},
-    "quantum": {"jobs": int, "circuits": int, "shots": int, "qpu_seconds": float},
-    "timing": {"embed_s": float, "train_s": float, "steps": int, "step_s_median": float},
-    "cache": {"path": str, "key": str, "hit": bool},
-}
-
-
-def assert_schema(value, schema, where="summary"):
-    for key, expected in schema.items():
-        assert key in value, f"{where}.{key} missing"
-        if isinstance(expected, dict):
-            assert_schema(value[key], expected, f"{where}.{key}")
-        else:
-            assert isinstance(value[key], expected), f"{where}.{key} is {type(value[key]).__name__}"
-
 
 @pytest.fixture(scope="module")
 def two_runs(ray_session, tmp_path_factory):
@@ -67,7 +50,14 @@ def test_run_dir_holds_every_file(two_runs):
 
 def test_summary_schema_and_ranges(two_runs):
     summary = json.loads((two_runs[0] / "summary.json").read_text())
-    assert_schema(summary, SUMMARY_SCHEMA)
+    assert summary_problems(summary) == []
+    # the schema is strict enough to fail: a missing block, a stray key, a wrong type
+    assert summary_problems({k: v for k, v in summary.items() if k != "run"})
+    assert summary_problems(dict(summary, extra=1))
+    assert summary_problems(dict(summary, test=dict(summary["test"], accuracy="0.9")))
+    run = summary["run"]
+    assert run["command"].startswith("orchestrate run") and run["finished_by"] is None
+    assert run["started_at"] <= run["finished_at"] and run["version"]
     assert (summary["dataset"], summary["backend"], summary["n_qubits"], summary["depth"]) == \
         ("sms_spam_sample", "aer_simulator", 2, 1)
     for block in (summary["test"], summary["classical_baseline"],
@@ -290,3 +280,26 @@ def test_logistic_regression_separates_a_separable_set():
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     model = fit_logistic_regression(x, y, 2, class_weights=None)
     assert (predict(model, x) == y.numpy()).mean() > 0.97
+
+
+def test_runs_lists_finished_resumable_and_incomplete_run_dirs(two_runs, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(two_runs[0], root / "finished")
+    shutil.copytree(two_runs[0], root / "stopped")
+    (root / "stopped" / "summary.json").unlink()
+    (root / "early").mkdir()
+    shutil.copy(two_runs[0] / "config.yaml", root / "early" / "config.yaml")
+    (root / "not-a-run").mkdir()
+    assert main(["runs", str(root), "--json"]) == 0
+    rows = {Path(row["run_dir"]).name: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert {name: row["state"] for name, row in rows.items()} == {
+        "finished": "finished", "stopped": "resumable", "early": "incomplete"}
+    finished = json.loads((two_runs[0] / "summary.json").read_text())
+    assert rows["finished"]["test_f1"] == finished["test"]["f1_positive"] and rows["stopped"]["test_f1"] is None
+    assert (rows["finished"]["dataset"], rows["finished"]["backend"]) == ("sms_spam_sample", "aer_simulator")
+    assert main(["runs", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert "resumable" in table and "incomplete" in table and "not-a-run" not in table
+    assert main(["runs", str(tmp_path / "nowhere")]) == 2

@@ -36,6 +36,7 @@ from torch import nn
 
 from embeddings.encode import EncoderSource
 from orchestrator.config import Config, TrainConfig, to_dict
+from orchestrator.core import invocation
 from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.backends import make_scheduler
@@ -213,7 +214,8 @@ def start(training: Training, config: Config, embed_info: dict, initial_model: d
     Starting from an earlier phase's weights, they are validated first: training must beat them."""
     write_yaml_atomically(training.run_dir / "config.yaml", to_dict(config))
     state = TrainState(best=Best(metric=training.config.select_metric), embed_info=embed_info,
-                       data_order=epoch_order(len(training.train.y), training.config.seed, 0))
+                       data_order=epoch_order(len(training.train.y), training.config.seed, 0),
+                       started_at=report.now(), command=invocation.command_line())
     if initial_model is not None:
         value = evaluate(training, training.val).scores.metric(training.config.select_metric)
         state.best.value, state.best.epoch = value, 0

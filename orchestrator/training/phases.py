@@ -213,6 +213,8 @@ def combined_summary(plan: list[PhasePlan], summaries: list[dict]) -> dict:
                          for phase, phase_summary in zip(plan, summaries)]
     summary["timing"] = dict(summary["timing"], train_s=sum(s["timing"]["train_s"] for s in summaries),
                              steps=sum(s["timing"]["steps"] for s in summaries))
+    first = summaries[0]["run"]
+    summary["run"] = dict(summary["run"], started_at=first["started_at"], command=first["command"])
     return summary
 
 

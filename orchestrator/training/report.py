@@ -4,6 +4,7 @@ Pure assembly of numbers the loop measured; the only I/O is writing the run dir'
 """
 from __future__ import annotations
 
+import datetime
 import io
 import statistics
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.config import Config
+from orchestrator.core import invocation
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
@@ -62,7 +64,20 @@ def summary(config: Config, dataset: Dataset, split: Split, state: TrainState, t
         "epochs_run": len(state.history),
         "requests": {"train_steps": state.step, "train_batches": state.train_requests,
                      "evaluations": requests - state.train_requests},
+        "run": run_block(state),
     }
+
+
+def run_block(state: TrainState) -> dict:
+    """When and by what the run was made: summary.json's provenance."""
+    finished_by = invocation.command_line()
+    return {"started_at": state.started_at or None, "finished_at": now(), "command": state.command or None,
+            "finished_by": finished_by if finished_by != state.command else None,
+            "version": invocation.package_version(), "commit": invocation.git_commit()}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def encoder_block(config: Config, trainable_parameters: int) -> dict:

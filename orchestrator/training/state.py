@@ -87,6 +87,8 @@ class TrainState:
     tally: EpochTally = field(default_factory=EpochTally)
     train_seconds_before: float = 0.0    # training time spent by earlier processes of this run
     embed_info: dict = field(default_factory=dict)     # how the run's vectors were first obtained
+    started_at: str = ""                 # when and by what command the run first started (summary.json)
+    command: str = ""
 
     def to_checkpoint(self, model: torch.nn.Module, optimizer, lr_schedule, counters: SchedulerCounters,
                       train_seconds: float) -> dict:
@@ -97,6 +99,7 @@ class TrainState:
             "best": self.best.to_dict(), "epochs_without_progress": self.epochs_without_progress,
             "embed_info": self.embed_info, "history": list(self.history), "step_seconds": list(self.step_seconds),
             "running": self.tally.to_dict(), "train_seconds": train_seconds,
+            "started_at": self.started_at, "command": self.command,
             "counters": {"jobs": counters.total.jobs, "circuits": counters.total.circuits,
                          "shots": counters.total.shots, "requests": counters.requests}}
 
@@ -118,7 +121,8 @@ class TrainState:
                    epochs_without_progress=checkpoint["epochs_without_progress"],
                    history=checkpoint["history"], step_seconds=checkpoint["step_seconds"],
                    tally=EpochTally(**checkpoint["running"]), train_seconds_before=checkpoint["train_seconds"],
-                   embed_info=checkpoint["embed_info"])
+                   embed_info=checkpoint["embed_info"], started_at=checkpoint.get("started_at", ""),
+                   command=checkpoint.get("command", ""))
 
 
 def epoch_order(n_rows: int, seed: int, epoch: int) -> np.ndarray:
