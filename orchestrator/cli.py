@@ -75,17 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     backends.add_argument("--config", metavar="F", help="run config whose runtime section names the channel / instance")
     backends.set_defaults(func=cmd_backends)
 
-    listing = commands.add_parser("runs", help="list run dirs: finished, resumable or incomplete, with their test numbers")
-    listing.add_argument("root", nargs="?", default="runs", metavar="DIR", help="where the run dirs are (default: runs)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
-    listing.set_defaults(func=cmd_runs)
-
+    add_run_listing_commands(commands)
     estimate = commands.add_parser("estimate", help="jobs, circuits, shots and QPU time a run would cost, before spending any")
     add_dataset_arguments(estimate)
     estimate.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
     estimate.add_argument("--backend", metavar="NAME", help="quantum backend; overrides quantum.backend")
     estimate.set_defaults(func=cmd_estimate)
     return parser
+
+
+def add_run_listing_commands(commands) -> None:
+    """`runs` and `compare`: what the run dirs hold, read without training anything."""
+    listing = commands.add_parser("runs", help="list run dirs: finished, resumable or incomplete, with their test numbers")
+    listing.add_argument("root", nargs="?", default="runs", metavar="DIR", help="where the run dirs are (default: runs)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
+    listing.set_defaults(func=cmd_runs)
+    compare = commands.add_parser("compare", help="two or more runs side by side: the config keys that differ, the metrics")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--json", action="store_true", help="the comparison as one JSON object")
+    compare.set_defaults(func=cmd_compare)
 
 
 def resolved_config(args: argparse.Namespace):
@@ -285,6 +293,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(json.dumps(row))
     else:
         print(runs_table(rows) if rows else f"no run dirs under {args.root}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from orchestrator.runs import compare_runs, comparison_table
+
+    if len(args.runs) < 2:
+        raise UserError("compare needs at least two run dirs")
+    comparison = compare_runs(args.runs)
+    print(json.dumps(comparison) if args.json else comparison_table(comparison))
     return 0
 
 

@@ -89,3 +89,62 @@ def runs_table(rows: list[dict]) -> str:
 
 def number(value) -> str:
     return f"{value:6.3f}" if isinstance(value, float) else f"{'-':>6}"
+
+
+COMPARED = (("test accuracy", ("test", "accuracy")), ("test F1", ("test", "f1_positive")),
+            ("test F1 macro", ("test", "f1_macro")), ("logistic regression F1", ("classical_baseline", "f1_positive")),
+            ("best epoch", ("best", "epoch")), ("steps", ("timing", "steps")), ("train s", ("timing", "train_s")),
+            ("jobs", ("quantum", "jobs")), ("circuits", ("quantum", "circuits")))
+
+
+def compare_runs(run_dirs: list[str | Path]) -> dict:
+    """The config keys whose values differ between the runs, and their metrics side by side."""
+    configs, summaries = [], []
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
+        configs.append(flatten(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}))
+        summaries.append(read_json(run_dir / "summary.json") or {})
+    keys = sorted(set().union(*configs))
+    differences = {key: [c.get(key) for c in configs] for key in keys if len({repr(c.get(key)) for c in configs}) > 1}
+    metrics = {name: [dig(s, path) for s in summaries] for name, path in COMPARED}
+    return {"runs": [str(d) for d in run_dirs], "config_differences": differences, "metrics": metrics}
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def dig(mapping: dict, path: tuple):
+    for key in path:
+        mapping = mapping.get(key) if isinstance(mapping, dict) else None
+    return mapping
+
+
+def comparison_table(comparison: dict) -> str:
+    names = [Path(r).name for r in comparison["runs"]]
+    width = max([24, *(len(k) + 2 for k in comparison["config_differences"])])
+    cell = max([14, *(len(n) for n in names)])
+    lines = [f"{'':<{width}} " + " ".join(f"{n:>{cell}}" for n in names)]
+    if comparison["config_differences"]:
+        lines.append("config (keys that differ)")
+        for key, values in comparison["config_differences"].items():
+            lines.append(f"  {key:<{width - 2}} " + " ".join(f"{shown(v):>{cell}}" for v in values))
+    else:
+        lines.append("config: the same in every run")
+    lines.append("metrics")
+    for name, values in comparison["metrics"].items():
+        lines.append(f"  {name:<{width - 2}} " + " ".join(f"{shown(v):>{cell}}" for v in values))
+    return "\n".join(lines)
+
+
+def shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)

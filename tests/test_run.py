@@ -303,3 +303,18 @@ def test_runs_lists_finished_resumable_and_incomplete_run_dirs(two_runs, tmp_pat
     table = capsys.readouterr().out
     assert "resumable" in table and "incomplete" in table and "not-a-run" not in table
     assert main(["runs", str(tmp_path / "nowhere")]) == 2
+
+
+def test_compare_shows_the_config_keys_that_differ_and_the_metrics(two_runs, reference_run, tmp_path, capsys):
+    assert main(["compare", str(two_runs[0]), str(reference_run), "--json"]) == 0
+    comparison = json.loads(capsys.readouterr().out)
+    first, other = (json.loads((d / "summary.json").read_text()) for d in (two_runs[0], reference_run))
+    differing = comparison["config_differences"]
+    assert differing and all(len(values) == 2 and values[0] != values[1] for values in differing.values())
+    assert "quantum.backend" not in differing                       # the same in both: not shown
+    assert comparison["metrics"]["test F1"] == [first["test"]["f1_positive"], other["test"]["f1_positive"]]
+    assert comparison["metrics"]["jobs"] == [first["quantum"]["jobs"], other["quantum"]["jobs"]]
+    assert main(["compare", str(two_runs[0]), str(two_runs[0])]) == 0
+    assert "the same in every run" in capsys.readouterr().out
+    assert main(["compare", str(two_runs[0])]) == 2
+    assert main(["compare", str(two_runs[0]), str(tmp_path)]) == 2
