@@ -44,9 +44,13 @@ def tokenize_texts(model_path: str, texts: Sequence[str], max_length: int) -> To
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
-                        return_attention_mask=False, return_token_type_ids=False)
-    return TokenIds(ids=encoded["input_ids"], pad_id=tokenizer.pad_token_id or 0)
+    return TokenIds(ids=token_ids(tokenizer, texts, max_length), pad_id=tokenizer.pad_token_id or 0)
+
+
+def token_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Each text's ids, truncated to max_length, unpadded (batches are padded when they are cut)."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]:
@@ -118,9 +122,7 @@ class Encoder:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.settings.max_length,
-                                 padding=False, return_attention_mask=False, return_token_type_ids=False)
-        return encoded["input_ids"]
+        return token_ids(self.tokenizer, texts, self.settings.max_length)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -114,7 +114,6 @@ def encode_texts(texts: list[str], run: TrainedRun) -> Inputs:
         tokens = tokenize_texts(model.path, texts, run.config.embedding.max_length)
         return EncoderInputs(source=tokens, rows=np.arange(len(texts)), y=torch.zeros(len(texts), dtype=torch.long))
     cfg = with_model_pooling(run.config.embedding, model)   # a run's config.yaml records it concrete already
-    cfg = cfg.model_copy(update={"train_layers": 0})
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     return Encoder(model.path, encode_settings(cfg, device)).encode(texts)
 
