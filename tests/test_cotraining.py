@@ -206,7 +206,7 @@ def test_layer_states_resume_from_the_shards_of_an_interrupted_embedding(ray_ses
     store = EmbeddingStore(config.embedding.cache_dir)
     key = dataset_cache_key(resolve_model(str(tiny_bert)), config.embedding, dataset.content_hash())
     assert key == uninterrupted.key
-    plan = store.prepare_parts(key, ShardPlan(rows=120, shard_rows=40))
+    store.prepare_parts(key, ShardPlan(rows=120, shard_rows=40))
     write_shard(store.shard_path(key, 1), key, 1, 40, payload_rows(uninterrupted.cache.states, 40, 80))
     resumed = embed_dataset(dataset, config.embedding, start_pool=start_pool, progress=False)
     assert (resumed.resumed_rows, resumed.encoded_rows) == (40, 80)
