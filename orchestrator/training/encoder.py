@@ -38,7 +38,6 @@ from orchestrator.training.features import Features, Standardiser
 log = logging.getLogger(__name__)
 
 EVAL_BATCH_TOKENS = 8192     # padded tokens per chunk when the encoder runs without gradients
-CONSTANT_FEATURE = 1e-3      # a feature with std under this x the median is constant (see Standardiser.fit)
 
 @dataclass(frozen=True)
 class EncoderInputs:
@@ -162,7 +161,7 @@ def setup_encoder(config: Config, source: EncoderSource, labels: np.ndarray, spl
     probe = EncoderHead(encoder, nn.Identity(), unscaled, device, bfloat16).eval()
     vectors = [pooled_vectors(probe, inputs) for inputs in splits]
     probe.train()
-    standardiser = Standardiser.fit(vectors[0], relative_floor=CONSTANT_FEATURE)
+    standardiser = Standardiser.fit(vectors[0])
     frozen = tuple(standardiser.apply(v, labels[rows]) for v, rows in zip(vectors, (split.train, split.val, split.test)))
     log.info(f"encoder: {trainable_parameters(encoder):,} trainable parameters (train_layers "
              f"{config.embedding.train_layers}) on {device.type}" + (" with bfloat16 autocast" if bfloat16 else ""))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 IMBALANCE_RATIO = 1.5  # class_weights auto: balance when the largest class is this many times the smallest
+CONSTANT_FEATURE = 1e-3  # a feature whose std is under this x the median std is constant (Standardiser.fit)
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,11 @@ class Standardiser:
     std: np.ndarray     # (F,) float64, 1 where a feature is constant
 
     @classmethod
-    def fit(cls, train_vectors: np.ndarray, relative_floor: float = 0.0) -> "Standardiser":
+    def fit(cls, train_vectors: np.ndarray, relative_floor: float = CONSTANT_FEATURE) -> "Standardiser":
         """A feature whose std is at most 1e-12, or `relative_floor` x the median std, counts as
-        constant: it is centred, not scaled. A co-trained encoder needs the relative floor: MiniLM
-        has features constant up to rounding (std 1e-9), and dividing by that turns the encoder's
-        first small step into a jump that saturates the head."""
+        constant: it is centred, not scaled. MiniLM has features constant up to rounding (std 1e-9):
+        scaled to unit std they are pure rounding noise that the head and the baselines fit, and
+        with a co-trained encoder its first small step becomes a jump that saturates the head."""
         mean = train_vectors.mean(axis=0, dtype=np.float64)
         std = train_vectors.std(axis=0, dtype=np.float64)
         floor = max(1e-12, relative_floor * float(np.median(std))) if len(std) else 1e-12
