@@ -30,7 +30,7 @@ from embeddings.config import (DEFAULT_MODEL, ConfigSection, EmbeddingConfig, Fl
 from orchestrator.core.errors import UserError
 
 __all__ = ["Config", "DataConfig", "SplitConfig", "EmbeddingConfig", "RayConfig", "QuantumConfig", "RuntimeConfig",
-           "TrainConfig", "HardwareConfig", "load_config", "set_dotted", "to_dict", "default_cache_dir", "DEFAULT_MODEL",
+           "TrainConfig", "HardwareConfig", "load_config", "set_dotted", "flatten", "to_dict", "default_cache_dir", "DEFAULT_MODEL",
            "SELECTION_METRICS", "SECRET_KEYS", "config_json_schema", "config_reference_table", "config_yaml"]
 
 SECRET_KEYS = {"token", "api_key", "apikey", "ibm_token", "password"}
@@ -206,6 +206,17 @@ class TrainConfig(ConfigSection):
     encoder_weight_decay: Number = Field(0.01, ge=0, description="weight decay of the trained encoder layers")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="the trained encoder layers' compute: auto = bfloat16 autocast on a GPU, float32 on CPU")
+    trackers: list[Literal["tensorboard", "mlflow"]] = Field(
+        ["tensorboard"], description="where the run also logs per-step loss, lr, jobs, circuits, shots and per-epoch "
+                                     "metrics: tensorboard (run_dir/tensorboard), mlflow; [] for none")
+    mlflow_tracking_uri: Optional[Text] = Field(
+        None, description="MLflow's store; empty: MLFLOW_TRACKING_URI, else mlruns/ in the current folder")
+    mlflow_experiment: Optional[Text] = Field(None, description="MLflow experiment; empty: the dataset's name")
+
+    @field_validator("trackers")
+    @classmethod
+    def each_tracker_once(cls, trackers: list[str]) -> list[str]:
+        return list(dict.fromkeys(trackers))
 
 
 class HardwareConfig(ConfigSection):
@@ -299,6 +310,17 @@ def read_config_file(path: str) -> dict:
     if not isinstance(raw, dict):
         raise UserError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     return raw
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    """A nested mapping as one level of dotted keys: {"train": {"lr": 0.01}} -> {"train.lr": 0.01}."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def set_dotted(raw: dict, item: str) -> None:

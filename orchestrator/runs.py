@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.config import flatten
 from orchestrator.core.errors import UserError
 from orchestrator.training.phases import has_started
 
@@ -109,16 +110,6 @@ def compare_runs(run_dirs: list[str | Path]) -> dict:
     differences = {key: [c.get(key) for c in configs] for key in keys if len({repr(c.get(key)) for c in configs}) > 1}
     metrics = {name: [dig(s, path) for s in summaries] for name, path in COMPARED}
     return {"runs": [str(d) for d in run_dirs], "config_differences": differences, "metrics": metrics}
-
-
-def flatten(mapping: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def dig(mapping: dict, path: tuple):

@@ -26,9 +26,9 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Protocol, Union
+from typing import Callable, Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from orchestrator.training.features import Features, Standardiser, class_weights
 from orchestrator.training.metrics import Scores, score
 from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, TrainState, epoch_order, load_torch,
                                          save_torch_atomically, seed_everything)
+from orchestrator.training.trackers import Trackers, open_trackers
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Training:
     frozen_features: tuple[Features, Features, Features]   # train, val, test vectors of the frozen encoder
     label_names: list[str]
     positive_label: str
+    trackers: Trackers = field(default_factory=lambda: Trackers([]))   # opened once the start step is known
 
     @property
     def n_classes(self) -> int:
@@ -110,12 +112,13 @@ class Training:
 
 
 def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
-          initial_model: dict | None = None) -> dict:
+          initial_model: dict | None = None, report_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train, evaluate, compare with the classical baselines, write the run dir; return summary.json's dict.
 
     `initial_model`: start from these weights (a state dict of an earlier phase), and count them as
-    the first candidate for the best model (validated before any step). resume=True continues from run_dir/checkpoint.pt: on an exact backend the result equals an
-    uninterrupted run's."""
+    the first candidate for the best model (validated before any step). resume=True continues from
+    run_dir/checkpoint.pt: on an exact backend the result equals an uninterrupted run's.
+    `report_epoch` receives each epoch's metrics as well as the trackers (a sweep trial's report)."""
     t = config.train
     with contextlib.ExitStack() as stack:
         if config.embedding.train_layers == 0:
@@ -123,6 +126,8 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
         training = setup(config, prepared, run_dir, initial_model)
         stack.callback(training.scheduler.backend.close)   # ends a Session/Batch, stops workers: always
         state = restore(training) if resume else start(training, config, prepared.embed_info, initial_model)
+        training.trackers = stack.enter_context(contextlib.closing(
+            open_trackers(config, run_dir, resume_step=state.step if resume else None, report_epoch=report_epoch)))
         train_started = time.perf_counter()
 
         for epoch in range(state.epoch, t.epochs):
@@ -139,18 +144,22 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
             train_epoch(training, state, train_started, progress)
             end_epoch(training, state, train_started, epoch_started, progress)
         train_seconds = state.train_seconds_before + time.perf_counter() - train_started
+        return finish(training, config, prepared, state, train_seconds)
 
-        training.model.load_state_dict(load_torch(run_dir / BEST)["model"])
-        test = evaluate(training, training.test).scores
-        baselines = fit_baselines(*training.frozen_features, training.n_classes,
-                                  training.positive, training.class_weights, config.quantum.n_qubits, t)
-        quantum = report.quantum_usage(training.scheduler)   # before the backend closes (and stops its workers)
 
+def finish(training: Training, config: Config, prepared: Prepared, state: TrainState, train_seconds: float) -> dict:
+    """The best weights on the test split, the classical baselines, summary.json, plots, trackers."""
+    training.model.load_state_dict(load_torch(training.run_dir / BEST)["model"])
+    test = evaluate(training, training.test).scores
+    baselines = fit_baselines(*training.frozen_features, training.n_classes, training.positive,
+                              training.class_weights, config.quantum.n_qubits, config.train)
+    quantum = report.quantum_usage(training.scheduler)   # before the backend closes (and stops its workers)
     model = training.model
     summary = report.summary(config, prepared.dataset, prepared.split, state, test, baselines, quantum,
                              train_seconds, training.scheduler.counters.requests,
                              trainable_parameters(model.encoder) if isinstance(model, EncoderHead) else 0)
-    report.write_report(run_dir, summary, state.history, test, training.label_names)
+    report.write_report(training.run_dir, summary, state.history, test, training.label_names)
+    training.trackers.finish(training.run_dir, summary)
     return summary
 
 
@@ -244,11 +253,14 @@ def train_epoch(training: Training, state: TrainState, train_started: float, pro
         step_started = time.perf_counter()
         training.optimizer.zero_grad()
         batches = training.step_batches(step, state.data_order)
+        step_loss = 0.0
         for rows in batches:
             logits, y = forward(training, training.train, rows)   # one job: values and the parameter-shift Jacobian
             loss = training.loss_fn(logits, y)
             (loss / len(batches)).backward()                      # local vector-Jacobian product, no job
             state.tally.add(loss.item(), logits.argmax(dim=1), y)
+            step_loss += loss.item() / len(batches)
+        lr = training.optimizer.param_groups[0]["lr"]             # the rate this step is taken with
         if t.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(training.model.parameters(), t.max_grad_norm)
         training.optimizer.step()
@@ -256,6 +268,10 @@ def train_epoch(training: Training, state: TrainState, train_started: float, pro
         state.step += 1
         state.train_requests += len(batches)
         state.step_seconds.append(time.perf_counter() - step_started)
+        training.trackers.log_step(state.step, {"train/loss": step_loss, "train/lr": lr,
+                                                "quantum/jobs": counters.total.jobs,
+                                                "quantum/circuits": counters.total.circuits,
+                                                "quantum/shots": counters.total.shots})
 
         bar.set_postfix(loss=f"{state.tally.mean_loss:.4f}", acc=f"{state.tally.accuracy:.3f}",
                         jobs=str(counters.total.jobs), circuits=str(counters.total.circuits))
@@ -298,6 +314,7 @@ def end_epoch(training: Training, state: TrainState, train_started: float, epoch
         "jobs": counters.total.jobs, "circuits": counters.total.circuits,
         "seconds": time.perf_counter() - epoch_started})
     write_jsonl_atomically(training.run_dir / "metrics.jsonl", state.history)
+    training.trackers.log_epoch(state.step, state.history[-1])
     state.epoch, state.next_batch = epoch, 0
     checkpoint(training, state, state.train_seconds_before + time.perf_counter() - train_started)
     if progress:
@@ -306,6 +323,7 @@ def end_epoch(training: Training, state: TrainState, train_started: float, epoch
 
 
 def checkpoint(training: Training, state: TrainState, train_seconds: float) -> None:
+    training.trackers.flush()   # what the trackers hold up to this step is on disk before the checkpoint
     save_torch_atomically(training.run_dir / CHECKPOINT, state.to_checkpoint(
         training.model, training.optimizer, training.lr_schedule, training.scheduler.counters, train_seconds))
     # no resume replays what this checkpoint covers: the journal may drop those results

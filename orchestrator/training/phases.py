@@ -20,7 +20,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from orchestrator.config import Config
 from orchestrator.core.errors import UserError
@@ -173,10 +173,11 @@ def fit_hardware_steps(phase: PhasePlan, split, budget: Optional[float], steps: 
 
 
 def train_run(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
-              plan: Optional[list[PhasePlan]] = None) -> dict:
-    """A simulator run (one training run), or a device run's plan of phases (resumed where it stopped)."""
+              plan: Optional[list[PhasePlan]] = None, report_epoch: Optional[Callable[[dict], None]] = None) -> dict:
+    """A simulator run (one training run), or a device run's plan of phases (resumed where it stopped).
+    `report_epoch`: also hand each epoch's metrics to it (a sweep's trial; not with a plan)."""
     if not is_planned(config):
-        return train(config, prepared, run_dir, progress=progress, resume=resume)
+        return train(config, prepared, run_dir, progress=progress, resume=resume, report_epoch=report_epoch)
     return train_planned(config, prepared, run_dir, progress, plan or plan_run(config, prepared.split))
 
 
