@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     backends.set_defaults(func=cmd_backends)
 
     add_run_listing_commands(commands)
+    add_sweep_command(commands)
     estimate = commands.add_parser("estimate", help="jobs, circuits, shots and QPU time a run would cost, before spending any")
     add_dataset_arguments(estimate)
     estimate.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
@@ -96,10 +97,39 @@ def add_run_listing_commands(commands) -> None:
     compare.set_defaults(func=cmd_compare)
 
 
+def add_sweep_command(commands) -> None:
+    sweep = commands.add_parser("sweep", help="the same run over seeds and a grid of settings, as Ray Tune trials; "
+                                              "mean, std, min and max over seeds")
+    add_dataset_arguments(sweep)
+    sweep.add_argument("--seeds", metavar="N", help="seeds 0..N-1 for every setting, or a list: 0,3,7 (default 3)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a config key and its values, e.g. --grid train.lr=0.001,0.003 (repeatable); "
+                            "every combination runs, or with --samples M, M drawn at random")
+    sweep.add_argument("--samples", type=int, metavar="M", help="draw M settings at random from the grid; a value may "
+                                                                 "then be a range: loguniform(1e-4,1e-1)")
+    sweep.add_argument("--sweep-dir", metavar="D", help="where the trials' run dirs and sweep.json go "
+                                                        "(default: sweeps/<time>-<dataset>); an existing sweep resumes")
+    sweep.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
+    sweep.add_argument("--backend", metavar="NAME", help="quantum backend; overrides quantum.backend")
+    sweep.add_argument("--trial-cpus", type=float, default=1.0, metavar="C",
+                       help="CPUs each trial holds (default 1): trials run as many at once as the cluster's CPUs allow")
+    sweep.add_argument("--json", action="store_true", help="print sweep.json instead of the table")
+    sweep.set_defaults(func=cmd_sweep)
+
+
 def resolved_config(args: argparse.Namespace):
     """The config file with every command-line flag folded in as an override (checked with it)."""
     from orchestrator.config import load_config
 
+    config = load_config(args.config, resolved_overrides(args))
+    if config.data.path:
+        # a file wins over data.name, which then only labels the run: after the config, else the file
+        config.data.name = Path(args.config).stem if args.config else Path(config.data.path).stem
+    return config
+
+
+def resolved_overrides(args: argparse.Namespace) -> list[str]:
+    """--set items, then every command-line flag as the config key it overrides."""
     overrides = list(args.overrides)
     flags = (("data", "data.path"), ("limit", "data.limit"), ("cache_dir", "embedding.cache_dir"),
              ("workers", "embedding.workers"), ("ray_address", "ray.address"), ("epochs", "train.epochs"),
@@ -110,11 +140,7 @@ def resolved_config(args: argparse.Namespace):
             overrides.append(f"{key}={json.dumps(value)}")   # quoted: a path is never read as YAML
     if getattr(args, "drop_empty", False):
         overrides.append("data.drop_empty=true")
-    config = load_config(args.config, overrides)
-    if config.data.path:
-        # a file wins over data.name, which then only labels the run: after the config, else the file
-        config.data.name = Path(args.config).stem if args.config else Path(config.data.path).stem
-    return config
+    return overrides
 
 
 def train_resumably(run_dir, train):
@@ -151,13 +177,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import runs
     from orchestrator.config import to_dict
     from orchestrator.core.files import write_yaml_atomically
-    from orchestrator.pipeline import prepare, with_vectors
+    from orchestrator.pipeline import prepare, record_resolved, with_vectors
     from orchestrator.quantum.backends import check_backend
     from orchestrator.training.phases import is_planned, plan_run, train_run
     from orchestrator.training.report import report_table
+    from orchestrator.training.trackers import check_trackers
 
     config = resolved_config(args)
     check_backend(config)
+    check_trackers(config)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
     runs.check_run_dir_free(run_dir)
     prepared = prepare(config, progress=not args.quiet, embed=False)
@@ -166,10 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the run dir appears only now, after every input was checked and the vectors exist;
     # config.yaml records what was run, with what 'auto' turned out to be
     run_dir.mkdir(parents=True, exist_ok=True)
-    if config.data.path:
-        config.data.path = prepared.dataset.source
-    config.data.format = prepared.dataset.format          # so eval reads another file the same way
-    config.embedding.pooling = prepared.pooling
+    record_resolved(config, prepared)
     if plan is not None:
         write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
     summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
@@ -185,6 +210,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.quantum.backends import check_backend
     from orchestrator.training.phases import has_started, train_run
     from orchestrator.training.report import report_table
+    from orchestrator.training.trackers import check_trackers
 
     run_dir = Path(args.run_dir)
     fixed = [item for item in args.overrides if not item.strip().startswith("runtime.")]
@@ -201,6 +227,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.overrides:
         write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
     check_backend(config)
+    check_trackers(config)
     prepared = prepare(config, progress=not args.quiet)
     summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
                                                          resume=True))
@@ -303,6 +330,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError("compare needs at least two run dirs")
     comparison = compare_runs(args.runs)
     print(json.dumps(comparison) if args.json else comparison_table(comparison))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator import runs, sweep
+
+    asked = args.seeds is not None or args.grid or args.samples is not None or args.config or args.overrides
+    if args.sweep_dir and (Path(args.sweep_dir) / sweep.SPEC_FILE).is_file() and not asked:
+        spec = None            # resume the sweep recorded there
+    else:
+        base = resolved_config(args)
+        overrides = resolved_overrides(args) + [f"data.name={json.dumps(base.data.name)}"]
+        settings = sweep.choose_settings(sweep.parse_grid(args.grid), args.samples)
+        seeds = sweep.parse_seeds(args.seeds or "3")
+        trials = sweep.plan_trials(args.config, overrides, settings, seeds)
+        spec = sweep.spec_of(trials, sweep.parse_grid(args.grid), args.samples, seeds)
+        if not args.sweep_dir:
+            args.sweep_dir = str(runs.default_run_dir(base.data.name, "sweep", root="sweeps"))
+    if args.trial_cpus <= 0:
+        raise UserError("--trial-cpus must be more than 0")
+    results = sweep.run_sweep(Path(args.sweep_dir), spec, cpus_per_trial=args.trial_cpus,
+                              ray_address=args.ray_address, progress=not args.quiet)
+    print(json.dumps(results) if args.json else sweep.sweep_table(results))
+    unfinished = sum(trial["status"] != "finished" for trial in results["trials"])
+    if unfinished:
+        print(f"error: {unfinished} of {len(results['trials'])} trials did not finish (see {args.sweep_dir}/"
+              f"{sweep.RESULTS_FILE}); run the same command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 

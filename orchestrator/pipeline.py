@@ -86,6 +86,15 @@ def with_token_ids(prepared: Prepared, config: Config) -> Prepared:
                     embed_info={"seconds": seconds, "path": None, "key": None, "hit": False, "bytes": 0})
 
 
+def record_resolved(config: Config, prepared: Prepared) -> None:
+    """Write into `config` what its inputs turned out to be, so that config.yaml records what ran
+    and `eval` reads another file the same way: the data file's path, its format, the pooling."""
+    if config.data.path:
+        config.data.path = prepared.dataset.source
+    config.data.format = prepared.dataset.format
+    config.embedding.pooling = prepared.pooling
+
+
 def embed_vectors(dataset: Dataset, config: Config, progress: bool = True) -> EmbedReport:
     """The dataset's vectors from the cache, embedding what is missing on the run's Ray cluster."""
     return embed_dataset(dataset, config.embedding, start_pool=ray_pool_starter(config.ray.address),

@@ -19,7 +19,7 @@ LAYERS = [
     ("orchestrator.config", "orchestrator.data"),             # the typed config; datasets and splits
     ("orchestrator.quantum",),                                # circuit, shift rule, scheduler, backends, journal
     ("orchestrator.training",),                               # the loop, its state, baselines, report
-    ("orchestrator.pipeline", "orchestrator.runs", "orchestrator.inference"),   # what the commands share
+    ("orchestrator.pipeline", "orchestrator.runs", "orchestrator.inference", "orchestrator.sweep"),   # what the commands share
     ("orchestrator.cli", "orchestrator"),                     # parsing; the package itself
 ]
 TRAINING_PATH = ("orchestrator/training", "orchestrator/quantum/scheduler.py", "orchestrator/quantum/model.py",

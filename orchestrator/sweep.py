@@ -1,0 +1,319 @@
+"""`orchestrate sweep`: the same run over seeds and settings, as Ray Tune trials, with statistics.
+
+    SWEEP_DIR/sweep.yaml      what the sweep is: its grid, seeds and every trial's resolved config
+                              (written before any trial starts; a resumed sweep runs exactly these)
+    SWEEP_DIR/<trial>/        each trial: an ordinary run dir (orchestrate runs / compare / eval)
+    SWEEP_DIR/tune/           Ray Tune's own experiment folders (its results and logs)
+    SWEEP_DIR/sweep.json      every trial's status and test numbers, and per setting the mean, std,
+                              min and max over seeds of the quantum head's and the baselines' scores
+
+Settings are every combination of the `--grid` values, or `--samples M` of them drawn at random
+(a value may then also be a range: uniform(a,b), loguniform(a,b), randint(a,b)); each setting runs
+with every seed. The vectors are embedded once, before any trial starts, into the shared cache;
+trials only read it. Killed (kill -9 included) and started again with the same --sweep-dir, a
+sweep skips its finished trials, resumes the ones that had a checkpoint and starts the rest.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from orchestrator.config import Config, load_config, parse_yaml, to_dict
+from orchestrator.core.errors import UserError
+from orchestrator.core.files import write_json_atomically, write_yaml_atomically
+from orchestrator.pipeline import prepare, record_resolved
+from orchestrator.quantum.backends import check_backend
+from orchestrator.runs import read_json, safe_name
+from orchestrator.training.phases import has_started, is_planned, train_run
+from orchestrator.training.trackers import check_trackers
+
+SPEC_FILE = "sweep.yaml"
+RESULTS_FILE = "sweep.json"
+TUNE_DIR = "tune"
+RANGES = ("uniform", "loguniform", "randint")
+SCORED = (("quantum_head", ("test",)), ("logistic_regression", ("classical_baseline", "logistic_regression")),
+          ("classical_head", ("classical_baseline", "classical_head")))
+
+
+@dataclass
+class Trial:
+    name: str
+    setting: dict[str, Any]   # grid key -> this trial's value
+    seed: int
+    config: Config
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """`section.key=v1,v2,...` (repeatable) -> {key: [values]}; each value read as YAML, so numbers
+    are numbers. With --samples a value may be a range instead: loguniform(1e-4,1e-1)."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or "." not in key or not values.strip():
+            raise UserError(f"--grid {item!r} must look like section.key=value1,value2")
+        if key in grid:
+            raise UserError(f"--grid gives {key} twice")
+        if values.strip().split("(")[0] in RANGES:
+            grid[key] = [parse_range(key, values.strip())]
+        else:
+            grid[key] = [parse_yaml(value) for value in split_values(values)]
+    return grid
+
+
+def split_values(values: str) -> list[str]:
+    """v1,v2,... where a value may be a bracketed YAML list ([a, b]) holding commas itself."""
+    parts, depth, current = [], 0, ""
+    for char in values:
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [part.strip() for part in parts + [current] if part.strip()]
+
+
+def parse_range(key: str, text: str) -> dict:
+    kind, _, rest = text.partition("(")
+    try:
+        low, high = (float(v) for v in rest.rstrip(")").split(","))
+    except ValueError:
+        raise UserError(f"--grid {key}={text}: a range is {kind}(low,high) with two numbers") from None
+    if not low < high or (kind == "loguniform" and low <= 0):
+        raise UserError(f"--grid {key}={text}: needs low < high" + (" and low > 0" if kind == "loguniform" else ""))
+    return {"range": kind, "low": low, "high": high}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """--seeds N (seeds 0..N-1) or a list: 0,3,7."""
+    try:
+        seeds = [int(v) for v in text.split(",")] if "," in text else list(range(int(text)))
+    except ValueError:
+        raise UserError(f"--seeds {text!r} must be a count (5) or a list of seeds (0,3,7)") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: give at least one seed, none twice")
+    return seeds
+
+
+def choose_settings(grid: dict[str, list], samples: Optional[int], sample_seed: int = 0) -> list[dict]:
+    """Every combination of the grid's values, or `samples` settings drawn at random from them."""
+    ranged = [key for key, values in grid.items() if isinstance(values[0], dict)]
+    if samples is None:
+        if ranged:
+            raise UserError(f"--grid {ranged[0]} is a range: give --samples M to draw M settings from it")
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if samples < 1:
+        raise UserError("--samples must be at least 1")
+    draw = random.Random(sample_seed)
+    return [{key: sample(values, draw) for key, values in grid.items()} for _ in range(samples)]
+
+
+def sample(values: list, draw: random.Random):
+    if not isinstance(values[0], dict):
+        return draw.choice(values)
+    r = values[0]
+    if r["range"] == "randint":
+        return draw.randint(int(r["low"]), int(r["high"]))
+    if r["range"] == "loguniform":
+        return float(f"{math.exp(draw.uniform(math.log(r['low']), math.log(r['high']))):.4g}")
+    return float(f"{draw.uniform(r['low'], r['high']):.4g}")
+
+
+def plan_trials(config_path: Optional[str], overrides: list[str], settings: list[dict], seeds: list[int]) -> list[Trial]:
+    """One trial per setting and seed, each config validated now (a bad key or value stops the sweep
+    before anything is written)."""
+    trials = []
+    for index, setting in enumerate(settings):
+        for seed in seeds:
+            items = overrides + [f"{key}={json.dumps(value)}" for key, value in setting.items()] + [f"train.seed={seed}"]
+            config = load_config(config_path, items)
+            if is_planned(config):
+                raise UserError(f"a sweep runs on simulators and fake devices without a plan, not on "
+                                f"{config.quantum.backend} (set hardware.plan=false to sweep it anyway)")
+            trials.append(Trial(name=trial_name(index, setting, seed), setting=setting, seed=seed, config=config))
+    return trials
+
+
+def trial_name(index: int, setting: dict, seed: int) -> str:
+    shown = "-".join(f"{key.split('.')[-1]}{value}" for key, value in setting.items())
+    return safe_name(f"s{index:02d}" + (f"-{shown}" if shown else "") + f"-seed{seed}")[:120]
+
+
+def spec_of(trials: list[Trial], grid: dict, samples: Optional[int], seeds: list[int]) -> dict:
+    return {"grid": grid, "samples": samples, "seeds": seeds,
+            "trials": [{"name": t.name, "setting": t.setting, "seed": t.seed, "config": to_dict(t.config)}
+                       for t in trials]}
+
+
+def trials_of(spec: dict) -> list[Trial]:
+    return [Trial(name=t["name"], setting=t["setting"], seed=t["seed"], config=Config.model_validate(t["config"]))
+            for t in spec["trials"]]
+
+
+def claim_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> dict:
+    """The sweep this folder holds (resumed), or `spec` written into a new one. Refuses a folder
+    that holds something else, or another sweep than the one asked for."""
+    recorded = sweep_dir / SPEC_FILE
+    if recorded.is_file():
+        held = yaml.safe_load(recorded.read_text())
+        if spec is not None and comparable(held) != comparable(spec):
+            raise UserError(f"{sweep_dir} holds another sweep (its {SPEC_FILE} differs); resume it with "
+                            f"orchestrate sweep --sweep-dir {sweep_dir}, or pick another --sweep-dir")
+        return held
+    if spec is None:
+        raise UserError(f"{sweep_dir} holds no sweep ({SPEC_FILE}); give --seeds (and --grid) to start one")
+    if sweep_dir.exists() and (not sweep_dir.is_dir() or any(sweep_dir.iterdir())):
+        raise UserError(f"sweep dir {sweep_dir} already exists and is not empty; pick another --sweep-dir")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml_atomically(recorded, spec)
+    return spec
+
+
+def comparable(spec: dict) -> str:
+    """A spec as it reads back from its YAML file."""
+    return json.dumps(yaml.safe_load(yaml.safe_dump(spec)), sort_keys=True)
+
+
+def run_sweep(sweep_dir: Path, spec: Optional[dict], cpus_per_trial: float = 1.0, ray_address: Optional[str] = None,
+              progress: bool = True) -> dict:
+    """Check every trial, claim the folder, embed once, run the unfinished trials on Ray Tune,
+    write sweep.json; return it."""
+    from workers.sweep import run_trials
+
+    if spec is not None:
+        check_trials(trials_of(spec))          # before anything is written
+    spec = claim_sweep_dir(sweep_dir, spec)
+    trials = trials_of(spec)
+    settle_trials(trials, progress)            # every distinct dataset and encoder embedded once, here
+    pending = [t for t in trials if not (sweep_dir / t.name / "summary.json").is_file()]
+    if progress and len(pending) < len(trials):
+        print(f"sweep: {len(trials) - len(pending)} of {len(trials)} trials already finished", flush=True)
+    payloads = [{"name": t.name, "run_dir": str((sweep_dir / t.name).resolve()), "config": to_dict(t.config)}
+                for t in pending]
+    errors = run_trials(run_trial, payloads, sweep_dir / TUNE_DIR, cpus_per_trial, ray_address, progress)
+    results = sweep_results(sweep_dir, spec, trials, errors)
+    write_json_atomically(sweep_dir / RESULTS_FILE, results)
+    return results
+
+
+def check_trials(trials: list[Trial]) -> None:
+    """What can fail before any work: the backend, the dataset, the model (once per distinct config)."""
+    seen = set()
+    for trial in trials:
+        check_trackers(trial.config)
+        key = json.dumps({k: to_dict(trial.config)[k] for k in ("data", "embedding", "quantum")}, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            check_backend(trial.config)
+            prepare(trial.config, progress=False, embed=False)
+
+
+def settle_trials(trials: list[Trial], progress: bool) -> None:
+    """Embed each distinct (dataset, encoder) once, and give every trial's config what it resolved
+    to ('auto' pooling, the data file's absolute path), so trials only read the cache."""
+    settled: dict[str, Any] = {}
+    for trial in trials:
+        config = trial.config
+        config.embedding.cache_dir = str(Path(config.embedding.cache_dir).expanduser().resolve())
+        if config.data.path:
+            config.data.path = str(Path(config.data.path).expanduser().resolve())
+        key = json.dumps({k: to_dict(config)[k] for k in ("data", "embedding")}, sort_keys=True)
+        if key not in settled:
+            settled[key] = prepare(config, progress=progress)
+        record_resolved(config, settled[key])
+
+
+def run_trial(payload: dict, report: Callable[[dict], None]) -> dict:
+    """One trial, in its Ray Tune worker: the run dir trained (or resumed) to its summary."""
+    config = Config.model_validate(payload["config"])
+    run_dir = Path(payload["run_dir"])
+    resume = has_started(run_dir) and not (run_dir / "summary.json").is_file()
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)                 # killed before its first checkpoint: nothing to keep
+    prepared = prepare(config, progress=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = train_run(config, prepared, run_dir, progress=False, resume=resume, report_epoch=report)
+    return {"test_accuracy": summary["test"]["accuracy"], "test_f1": summary["test"]["f1_positive"],
+            "logistic_regression_f1": summary["classical_baseline"]["f1_positive"]}
+
+
+def sweep_results(sweep_dir: Path, spec: dict, trials: list[Trial], errors: dict[str, Optional[str]]) -> dict:
+    """sweep.json: every trial as its run dir tells, and per setting the statistics over seeds."""
+    rows = []
+    for trial in trials:
+        summary = read_json(sweep_dir / trial.name / "summary.json")
+        status = "finished" if summary else ("failed" if errors.get(trial.name) else "stopped")
+        rows.append({"name": trial.name, "run_dir": str(sweep_dir / trial.name), "setting": trial.setting,
+                     "seed": trial.seed, "status": status, "error": errors.get(trial.name) if not summary else None,
+                     "config": to_dict(trial.config),
+                     "test": summary["test"] if summary else None,
+                     "classical_baseline": summary["classical_baseline"] if summary else None})
+    return {"sweep_dir": str(sweep_dir), "grid": spec["grid"], "samples": spec["samples"], "seeds": spec["seeds"],
+            "trials": rows, "settings": aggregate(rows)}
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Per setting (in the order first seen): over its finished trials, the mean, std (sample, n-1),
+    min and max of accuracy and F1 of the quantum head and of each baseline."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append(row)
+    settings = []
+    for members in groups.values():
+        done = [row for row in members if row["status"] == "finished"]
+        entry = {"setting": members[0]["setting"], "trials": len(members), "finished": len(done),
+                 "seeds": [row["seed"] for row in done]}
+        for name, path in SCORED:
+            scores = [dig(row, path) for row in done]
+            entry[name] = {metric: stats([s[metric] for s in scores]) for metric in ("accuracy", "f1_positive")}
+        settings.append(entry)
+    return settings
+
+
+def dig(row: dict, path: tuple) -> dict:
+    for key in path:
+        row = row[key]
+    return row
+
+
+def stats(values: list[float]) -> Optional[dict]:
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def sweep_table(results: dict) -> str:
+    """The statistics as the terminal shows them: one line per setting, mean ± std (min) over seeds."""
+    keys = list(results["grid"])
+    head = f"{'setting':<36} {'seeds':>5}  {'quantum acc':>15}  {'quantum F1':>21}  {'logreg F1':>15}  {'classical head F1':>17}"
+    lines = [f"sweep {results['sweep_dir']}: {sum(t['status'] == 'finished' for t in results['trials'])} of "
+             f"{len(results['trials'])} trials finished", head]
+    for entry in results["settings"]:
+        shown = ", ".join(f"{key.split('.')[-1]}={entry['setting'][key]}" for key in keys) or "(config as given)"
+        q, lr, ch = entry["quantum_head"], entry["logistic_regression"], entry["classical_head"]
+        lines.append(f"{shown[:36]:<36} {entry['finished']:>5}  {pm(q['accuracy']):>15}  "
+                     f"{pm(q['f1_positive']) + minimum(q['f1_positive']):>21}  {pm(lr['f1_positive']):>15}  "
+                     f"{pm(ch['f1_positive']):>17}")
+    failed = [t for t in results["trials"] if t["status"] != "finished"]
+    for trial in failed:
+        lines.append(f"{trial['status']}: {trial['name']}" + (f": {trial['error']}" if trial["error"] else ""))
+    return "\n".join(lines)
+
+
+def pm(s: Optional[dict]) -> str:
+    return "-" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def minimum(s: Optional[dict]) -> str:
+    return "" if s is None else f" ({s['min']:.3f})"
