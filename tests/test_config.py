@@ -107,7 +107,8 @@ def test_defaults():
     assert config.embedding.cache_dir == default_cache_dir()
     assert config.quantum.backend == "aer_simulator" and config.quantum.shots is None
     assert config.runtime.execution_mode == "auto" and config.runtime.default_shots == 1024
-    assert config.train.lr == 0.01 and config.train.weight_decay == 0.5 and config.train.epochs == 12
+    assert config.train.lr == 0.003 and config.train.weight_decay == 0.5 and config.train.epochs == 12
+    assert config.train.class_weights == "none" and config.train.patience == 12 and config.train.trackers == ["tensorboard"]
     assert config.train.select_metric == SELECTION_METRICS[0] == "f1_positive"
 
 
