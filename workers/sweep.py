@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+import torch
 from ray import tune
 
 from workers.cluster import connect
@@ -33,7 +35,11 @@ def run_trials(run_trial: RunTrial, payloads: list[dict], storage: Path, cpus_pe
     connect(address)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # with verbose=0: no experiment banner, no status tables
 
+    threads = max(1, math.ceil(cpus_per_trial))
+
     def trainable(config: dict) -> None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)   # Aer and torch keep to the CPUs the trial holds
+        torch.set_num_threads(threads)
         final = run_trial(config["payload"], lambda metrics: tune.report(numbers(metrics)))
         tune.report(numbers({**final, "done": True}))
 
