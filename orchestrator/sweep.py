@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 import shutil
 import statistics
@@ -34,7 +35,7 @@ from orchestrator.pipeline import prepare, record_resolved
 from orchestrator.quantum.backends import check_backend
 from orchestrator.runs import read_json, safe_name
 from orchestrator.training.phases import has_started, is_planned, train_run
-from orchestrator.training.trackers import check_trackers
+from orchestrator.training.trackers import check_trackers, mlflow_tracking_uri
 
 SPEC_FILE = "sweep.yaml"
 RESULTS_FILE = "sweep.json"
@@ -227,6 +228,9 @@ def settle_trials(trials: list[Trial], progress: bool) -> None:
         config.embedding.cache_dir = str(Path(config.embedding.cache_dir).expanduser().resolve())
         if config.data.path:
             config.data.path = str(Path(config.data.path).expanduser().resolve())
+        if "mlflow" in config.train.trackers and not os.environ.get("MLFLOW_TRACKING_URI"):
+            # a Tune trial runs in a folder of its own: ./mlruns means the sweep's working folder
+            config.train.mlflow_tracking_uri = mlflow_tracking_uri(config.train.mlflow_tracking_uri)
         key = json.dumps({k: to_dict(config)[k] for k in ("data", "embedding")}, sort_keys=True)
         if key not in settled:
             settled[key] = prepare(config, progress=progress)

@@ -300,6 +300,21 @@ def test_aer_circuit_workers_join_the_cluster_named_by_ray_address(two_nodes):
     assert result == {"gcs": two_nodes.address, "nodes": 2, "workers": 2, "identical": True}
 
 
+def test_a_sweep_runs_its_trials_on_every_node(two_nodes, shared_dir, sms_path):
+    """4 trials of one CPU each on two one-CPU nodes: Ray Tune places them on both, two at a time."""
+    sweep_dir = shared_dir / "sweep"
+    done = orchestrate(two_nodes, "sweep", "--data", str(sms_path), *EMBED_SETTINGS, "--epochs", "1",
+                       "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1", "--seeds", "4",
+                       "--cache-dir", str(shared_dir / "cache"), "--sweep-dir", str(sweep_dir), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    assert [t["status"] for t in results["trials"]] == ["finished"] * 4
+    # Tune's own record of each trial names the node it ran on
+    nodes = {json.loads(path.read_text().splitlines()[-1])["node_ip"]
+             for path in (sweep_dir / "tune").glob("tune-*/s00-seed*/result.json")}
+    assert nodes == {node.ip for node in two_nodes.alive_nodes()}
+
+
 # last: it takes a node away (a test after it would wait for a new one, see two_nodes)
 def test_losing_a_node_mid_run_changes_nothing(submitted_run, two_nodes, tmp_path, sms_path):
     reference = cache_contents(cache_file(submitted_run[1]))

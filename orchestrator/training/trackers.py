@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from orchestrator.config import Config, flatten, to_dict
+from orchestrator.core import invocation
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_json_atomically
 
@@ -163,8 +164,11 @@ class MlflowTracker:
         name = config.train.mlflow_experiment or config.data.name or "orchestrate"
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-        self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
-                                             tags={"run_dir": str(run_dir.resolve())}).info.run_id
+        tags = {"run_dir": str(run_dir.resolve()), "mlflow.source.name": "orchestrate"}
+        commit = invocation.git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name, tags=tags).info.run_id
         params = [mlflow.entities.Param(key, str(value)[:500]) for key, value in flatten(to_dict(config)).items()]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
@@ -227,8 +231,10 @@ def mlflow_tracking_uri(configured: Optional[str]) -> str:
     """The config's URI, else MLFLOW_TRACKING_URI, else a file store in ./mlruns. MLflow 3 keeps
     its file store in maintenance mode behind MLFLOW_ALLOW_FILE_STORE; a local folder is what
     this default promises, so it is allowed here (a database: set the URI)."""
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
-    if uri.startswith("file:") or "://" not in uri:
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or "mlruns"
+    if "://" not in uri and not uri.startswith("file:"):      # a folder: absolute, as a file URI
+        uri = Path(uri).expanduser().resolve().as_uri()
+    if uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return uri
 
