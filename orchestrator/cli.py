@@ -336,16 +336,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from orchestrator import runs, sweep
 
-    asked = args.seeds is not None or args.grid or args.samples is not None or args.config or args.overrides
+    # anything that says what to run makes a sweep to compare with the one recorded (where to run does not)
+    flags = ("seeds", "samples", "config", "data", "limit", "cache_dir", "epochs", "backend")
+    asked = args.grid or args.overrides or args.drop_empty or any(getattr(args, flag) is not None for flag in flags)
     if args.sweep_dir and (Path(args.sweep_dir) / sweep.SPEC_FILE).is_file() and not asked:
         spec = None            # resume the sweep recorded there
     else:
         base = resolved_config(args)
         overrides = resolved_overrides(args) + [f"data.name={json.dumps(base.data.name)}"]
-        settings = sweep.choose_settings(sweep.parse_grid(args.grid), args.samples)
+        grid = sweep.parse_grid(args.grid)
         seeds = sweep.parse_seeds(args.seeds or "3")
-        trials = sweep.plan_trials(args.config, overrides, settings, seeds)
-        spec = sweep.spec_of(trials, sweep.parse_grid(args.grid), args.samples, seeds)
+        trials = sweep.plan_trials(args.config, overrides, sweep.choose_settings(grid, args.samples), seeds)
+        spec = sweep.spec_of(trials, grid, args.samples, seeds)
         if not args.sweep_dir:
             args.sweep_dir = str(runs.default_run_dir(base.data.name, "sweep", root="sweeps"))
     if args.trial_cpus <= 0:
