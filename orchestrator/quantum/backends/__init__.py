@@ -50,8 +50,9 @@ def make_backend(config: Config) -> Backend:
         return RuntimeBackend(q.backend, runtime_options(config))
     from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 
-    # OMP_NUM_THREADS caps Aer's threads (a sweep's trial sets it to the CPUs it holds): two
-    # trials each running an OpenMP team over every core ran 3x slower than one after the other
+    # OMP_NUM_THREADS caps Aer's threads: a sweep's trial sets it to the CPUs it holds, so that N
+    # trials on an N-core node run N threads, not N teams of N (on 2 cores, 2 trials measured the
+    # same either way: 22-25 s per SMS epoch; the cap is for nodes with many cores and trials)
     options = AerOptions(shots=q.shots, seed=q.seed, noise_model=q.noise_model,
                          max_parameter_sets_per_job=q.max_parameter_sets_per_job,
                          max_parallel_threads=int(os.environ.get("OMP_NUM_THREADS") or 0))
