@@ -318,3 +318,17 @@ def test_compare_shows_the_config_keys_that_differ_and_the_metrics(two_runs, ref
     assert "the same in every run" in capsys.readouterr().out
     assert main(["compare", str(two_runs[0])]) == 2
     assert main(["compare", str(two_runs[0]), str(tmp_path)]) == 2
+
+
+def test_run_dir_and_cache_files_are_readable_by_others_as_the_umask_allows(two_runs):
+    """0644 files and 0755 folders under the usual umask 022: a shared /mnt/shared run dir and cache
+    are readable by the other users of the cluster."""
+    from orchestrator.core.files import process_umask
+
+    allowed_file, allowed_dir = 0o666 & ~process_umask(), 0o777 & ~process_umask()
+    run_dir, cache = two_runs[0], two_runs[0].parent / "cache"
+    written = [p for p in [*run_dir.rglob("*"), *cache.rglob("*")]]
+    assert any(p.suffix == ".h5" for p in written) and any(p.name == "summary.json" for p in written)
+    for path in written:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (allowed_dir if path.is_dir() else allowed_file), f"{path}: {oct(mode)}"

@@ -4,10 +4,12 @@ One writer for the whole project: `atomic_path` hands out a temporary path besid
 whatever the caller writes there (bytes, an HDF5 file, a torch checkpoint) is fsynced and renamed
 over the target only when the block ends without an error, and removed otherwise. A kill at any
 moment leaves the previous version of the file or the new one, plus at most a stray temp file.
+Files get the mode the umask allows (0644 under the usual 022), as a plain `open` would give.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -29,10 +31,28 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         yield temporary
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
+        # mkstemp makes the file 0600; the finished file gets what any new file would (0644 under
+        # umask 022), so others on a shared folder can read run dirs and caches
+        os.chmod(temporary, 0o666 & ~process_umask())
         os.replace(temporary, target)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+@functools.cache
+def process_umask() -> int:
+    """This process's umask, read without changing it where Linux tells (os.umask can only be read
+    by setting it, which races with threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomically(target: Path | str, content: bytes) -> None:
