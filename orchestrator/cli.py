@@ -1,20 +1,24 @@
 """The `orchestrate` command.
 
 Every command that reads a dataset accepts --config, --data, --limit, --drop-empty and --set.
-Bad input ends with one line `error: ...` on stderr and exit code 2, before anything is written.
+Bad input ends with one line `error: ...` on stderr and exit code 2, before anything is written;
+a run that stops resumably (budget, backend, SIGTERM) exits 75, Ctrl-C 130 (orchestrator/core/errors.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from orchestrator.core import invocation
-from orchestrator.core.errors import UserError
+from orchestrator.core.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RESUMABLE, Interrupted, ResumableStop,
+                                      Terminated, UserError)
 from orchestrator.core.log import show_messages_on_stderr
 
 
@@ -144,17 +148,24 @@ def resolved_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def train_resumably(run_dir, train):
-    """`train()`, turning a backend that gave up, a spent QPU budget or Ctrl-C into one line
-    that says how to continue (the run dir keeps its last checkpoint and job journal)."""
+    """`train()`, turning a backend that gave up, a spent QPU budget, SIGTERM or Ctrl-C into one
+    line that says how to continue (the run dir keeps its last checkpoint and job journal)."""
     from orchestrator.quantum.journal import QpuBudgetExceeded
     from orchestrator.quantum.scheduler import BackendFailure
 
+    resume = f"continue it with: orchestrate resume {run_dir}"
     try:
         return train()
     except (BackendFailure, QpuBudgetExceeded) as problem:
-        raise UserError(f"{problem}. The run stopped; continue it with: orchestrate resume {run_dir}") from None
+        raise ResumableStop(f"{problem}. The run stopped; {resume}") from None
+    except Terminated:
+        raise ResumableStop(f"terminated (SIGTERM). The run stopped; {resume}") from None
     except KeyboardInterrupt:
-        raise UserError(f"interrupted; continue the run with: orchestrate resume {run_dir}") from None
+        raise Interrupted(f"interrupted; continue the run with: orchestrate resume {run_dir}") from None
+
+
+def raise_on_sigterm(signum, frame) -> None:
+    raise Terminated()
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -389,14 +400,26 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     show_messages_on_stderr()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM (a scheduler ending the job) stops a run like Ctrl-C: at a clean point, saying how to resume
+    previous = signal.signal(signal.SIGTERM, raise_on_sigterm) if in_main_thread else None
     try:
         return args.func(args)
     except UserError as problem:
         print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except ResumableStop as stop:
+        print(f"error: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except Terminated:
+        print("error: terminated (SIGTERM): run the same command again to resume where it stopped", file=sys.stderr)
+        return EXIT_RESUMABLE
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -150,12 +150,12 @@ def test_backends_lists_devices_with_qubits_status_and_queue(tmp_path, capsys, m
     assert "local" in rows["fake_kingston"] and "aer_simulator" in rows
 
 
-@pytest.mark.parametrize("behaviour, message", [
-    ({"fail_all": True}, "failed 1 time; last:"),
-    ({"interrupt_on_submission": 2}, "interrupted; continue the run with: orchestrate resume"),
+@pytest.mark.parametrize("behaviour, message, exit_code", [
+    ({"fail_all": True}, "failed 1 time; last:", 75),
+    ({"interrupt_on_submission": 2}, "interrupted; continue the run with: orchestrate resume", 130),
 ])
 def test_the_session_is_closed_when_a_run_fails_or_is_interrupted(cache, tmp_path, capsys, monkeypatch,
-                                                                  behaviour, message):
+                                                                  behaviour, message, exit_code):
     from qiskit_ibm_runtime import Session
 
     closed = []
@@ -167,7 +167,8 @@ def test_the_session_is_closed_when_a_run_fails_or_is_interrupted(cache, tmp_pat
     code = main(["run", *TINY, "--backend", "ibm_manila", "--set", "runtime.retries=0",
                  "--cache-dir", str(cache), "--run-dir", str(run_dir)])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert code == 2 and len(errors) == 1 and message in errors[0] and f"orchestrate resume {run_dir}" in errors[0]
+    assert code == exit_code and len(errors) == 1
+    assert message in errors[0] and f"orchestrate resume {run_dir}" in errors[0]
     assert len(closed) == 1 and (run_dir / "checkpoint.pt").is_file()
 
 
@@ -326,7 +327,7 @@ def test_a_backend_that_keeps_failing_stops_resumably(cache, tmp_path):
     failing = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--set", "runtime.retries=1",
                         "--cache-dir", str(cache), "--run-dir", str(run_dir))
     errors = [line for line in failing.stderr.splitlines() if line.startswith("error: ")]
-    assert failing.returncode == 2 and len(errors) == 1
+    assert failing.returncode == 75 and len(errors) == 1      # a resumable stop, not bad input
     assert "failed 2 times" in errors[0] and f"orchestrate resume {run_dir}" in errors[0]
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "summary.json").exists()
     (cloud / "behaviour.json").unlink()          # the device is back
@@ -343,7 +344,7 @@ def test_the_qpu_budget_stops_the_run_before_it_is_exceeded(cache, tmp_path):
     stopped = run_cloud(cloud, "run", *TINY, "--backend", "ibm_manila", "--set", "runtime.max_qpu_seconds=100",
                         "--cache-dir", str(cache), "--run-dir", str(run_dir))
     errors = [line for line in stopped.stderr.splitlines() if line.startswith("error: ")]
-    assert stopped.returncode == 2 and len(errors) == 1 and "runtime.max_qpu_seconds" in errors[0]
+    assert stopped.returncode == 75 and len(errors) == 1 and "runtime.max_qpu_seconds" in errors[0]
     journal = read_journal(run_dir)
     spent = sum(e["quantum_seconds"] for e in journal if e["event"] == "result")
     assert spent == pytest.approx(72) and submissions(cloud) == 2 == sum(e["event"] == "submitted" for e in journal)

@@ -205,6 +205,25 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, reference_ru
     assert_same_run(killed, reference)
 
 
+def test_sigterm_stops_a_run_resumably_with_exit_75(two_runs, reference_run, tmp_path):
+    """A scheduler's SIGTERM: one line that says how to continue, exit 75; resumed, the same run."""
+    cache, run_dir = two_runs[0].parent / "cache", tmp_path / "terminated"
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *RESUMABLE, "--cache-dir", str(cache),
+                                "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while checkpoint_step(run_dir) < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 75, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"orchestrate resume {run_dir}" in errors[0] and "SIGTERM" in errors[0]
+    assert not (run_dir / "summary.json").exists()
+    assert main(["resume", "-q", str(run_dir)]) == 0
+    assert_same_run(run_dir, reference_run)
+
+
 def test_spsa_training_resumes_to_the_same_numbers(two_runs, tmp_path):
     """SPSA's random signs follow (seed, request): a killed and resumed run draws the same ones."""
     cache = two_runs[0].parent / "cache"

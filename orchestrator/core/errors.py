@@ -1,4 +1,11 @@
-"""The one exception type that reaches the user as a single line and exit code 2."""
+"""What reaches the user as a single line, and the exit codes a script can tell apart:
+
+    0    success
+    2    bad input or usage (UserError): fix the command; nothing was written
+    75   a resumable stop (ResumableStop: QPU budget spent, backend failing, terminated): the run
+         dir keeps its work; `orchestrate resume RUN_DIR` continues it (75 is EX_TEMPFAIL)
+    130  interrupted with Ctrl-C (Interrupted): resumable the same way
+"""
 from __future__ import annotations
 
 
@@ -14,3 +21,25 @@ class UserError(Exception):
     The CLI prints `error: <message>` on one line and exits with code 2. Raise it before
     anything is written, so a failed command leaves no half-written cache or run dir.
     """
+
+
+EXIT_BAD_INPUT = 2
+EXIT_RESUMABLE = 75
+EXIT_INTERRUPTED = 130
+
+
+class ResumableStop(Exception):
+    """A run that stopped with its work kept; the message says how to continue. Exit code 75."""
+
+    exit_code = EXIT_RESUMABLE
+
+
+class Interrupted(ResumableStop):
+    """Ctrl-C during a run: stopped like any resumable stop, but exit code 130 as for SIGINT."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler or cluster ending the job): raised in the main thread. A
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` retry loop swallows it."""
