@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
     run.add_argument("--run-dir", metavar="D", help="where to write the run (default: runs/<time>-<dataset>-<backend>)")
     run.add_argument("--backend", metavar="NAME", help="quantum backend; overrides quantum.backend (aer_simulator)")
+    run.add_argument("--json", action="store_true", help="print the run dir and summary.json as one JSON object")
     run.set_defaults(func=cmd_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted `orchestrate run` from its last checkpoint")
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="runtime.KEY=VALUE",
                         help="change a runtime setting for the rest of the run, e.g. runtime.max_qpu_seconds=600 "
                              "(other sections are fixed: the resumed run must be the same run)")
+    resume.add_argument("--json", action="store_true", help="print the run dir and summary.json as one JSON object")
     resume.set_defaults(func=cmd_resume)
 
     evaluate = commands.add_parser("eval", help="score a run's best model on its test split or on another labelled file")
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--backend", metavar="NAME", help="evaluate on this backend instead of the run's")
     evaluate.add_argument("--cache-dir", metavar="D", help="embedding cache folder; overrides the run's")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
     predict = commands.add_parser("predict", help="label texts with a run's best model")
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backends = commands.add_parser("backends", help="list the quantum backends: Aer, fake devices, your IBM Quantum devices")
     backends.add_argument("--config", metavar="F", help="run config whose runtime section names the channel / instance")
+    backends.add_argument("--json", action="store_true", help="one JSON object per backend, one per line")
     backends.set_defaults(func=cmd_backends)
 
     add_run_listing_commands(commands)
@@ -85,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(estimate)
     estimate.add_argument("--epochs", type=int, metavar="E", help="training epochs; overrides train.epochs")
     estimate.add_argument("--backend", metavar="NAME", help="quantum backend; overrides quantum.backend")
+    estimate.add_argument("--json", action="store_true", help="the estimate (and a device run's plan) as one JSON object")
     estimate.set_defaults(func=cmd_estimate)
     return parser
 
@@ -210,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
     summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
                                                          plan=plan))
-    print(report_table(summary, run_dir))
+    print(json.dumps({"run_dir": str(run_dir), "summary": summary}) if args.json else report_table(summary, run_dir))
     return 0
 
 
@@ -242,7 +247,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     prepared = prepare(config, progress=not args.quiet)
     summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
                                                          resume=True))
-    print(report_table(summary, run_dir))
+    print(json.dumps({"run_dir": str(run_dir), "summary": summary}) if args.json else report_table(summary, run_dir))
     return 0
 
 
@@ -272,6 +277,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "labels": run.label_names, "positive_label": run.positive_label}
     target = run.run_dir / "evals" / f"{safe_name(Path(args.data).stem if args.data else 'test')}.json"
     write_json_atomically(target, result)
+    if args.json:
+        print(json.dumps(dict(result, written=str(target))))
+        return 0
     print(f"{name}: rows {len(rows)}  accuracy {scores.accuracy:.4f}  F1 {run.positive_label} "
           f"{scores.f1_positive:.4f}  F1 macro {scores.f1_macro:.4f}  confusion {scores.confusion}")
     print(f"written: {target}")
@@ -312,6 +320,12 @@ def cmd_backends(args: argparse.Namespace) -> int:
         rows += describe_backends(service)
     except UserError as problem:
         note = f"IBM Quantum devices: not listed: {problem}"
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        if note:
+            print(note, file=sys.stderr)
+        return 0
     print(f"{'backend':<22} {'qubits':>6}  {'queue':>5}  status")
     for row in rows:
         qubits = "" if row["qubits"] is None else str(row["qubits"])
@@ -377,15 +391,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.pipeline import prepare
     from orchestrator.quantum.backends import check_backend
-    from orchestrator.quantum.estimate import describe
+    from orchestrator.quantum.estimate import describe, estimate_dict
     from orchestrator.training.phases import describe_plan, is_planned, plan_run
 
     config = resolved_config(args)
     check_backend(config)
     prepared = prepare(config, embed=False)
+    plan = plan_run(config, prepared.split) if is_planned(config) else None
+    if args.json:
+        print(json.dumps(dict(estimate_dict(config, prepared.split),
+                              plan=[phase.to_dict() for phase in plan] if plan else None)))
+        return 0
     print("\n".join(describe(config, prepared.split)))
-    if is_planned(config):
-        print("\n".join(describe_plan(plan_run(config, prepared.split), config.runtime.max_qpu_seconds)))
+    if plan:
+        print("\n".join(describe_plan(plan, config.runtime.max_qpu_seconds)))
     return 0
 
 

@@ -351,3 +351,28 @@ def test_run_dir_and_cache_files_are_readable_by_others_as_the_umask_allows(two_
     for path in written:
         mode = path.stat().st_mode & 0o777
         assert mode == (allowed_dir if path.is_dir() else allowed_file), f"{path}: {oct(mode)}"
+
+
+def test_json_output_of_run_eval_estimate_and_backends(two_runs, tmp_path, capsys):
+    """--json: stdout is one JSON document a script can read (progress and notes go to stderr)."""
+    cache = two_runs[0].parent / "cache"
+    run_dir = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["run", *SMALL, "--cache-dir", str(cache), "--run-dir", str(run_dir), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run_dir"] == str(run_dir)
+    assert printed["summary"] == json.loads((run_dir / "summary.json").read_text())
+
+    assert main(["eval", "-q", str(run_dir), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] == printed["summary"]["test"]["accuracy"] and scores["rows"] == printed["summary"]["split"]["test"]
+
+    assert main(["estimate", *SMALL[:4], "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
+                 "--set", "train.batch_size=32", "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["run"]["jobs"] >= printed["summary"]["quantum"]["jobs"] and estimate["qpu_seconds"] is None
+    assert estimate["step"]["circuits"] == 32 * (2 * (2 + 2 * 1) + 1) and estimate["plan"] is None
+
+    assert main(["backends", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["name"] == "aer_simulator" and any(row["name"] == "fake_fez" and row["qubits"] == 156 for row in rows)

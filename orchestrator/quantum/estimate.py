@@ -99,6 +99,24 @@ def config_workload(config: Config, split: Split) -> RunEstimate:
                         t.epochs, q.max_parameter_sets_per_job, gradient_method(config))
 
 
+def estimate_dict(config: Config, split: Split) -> dict:
+    """`orchestrate estimate --json`: what `describe` prints, as numbers."""
+    q = config.quantum
+    kind = backend_kind(q.backend)
+    shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
+    plan = config_workload(config, split)
+    parts = {"step": plan.step, "epoch": plan.epoch, "run": plan.run}
+    result = {"backend": q.backend, "n_qubits": q.n_qubits, "depth": q.depth, "shots": shots,
+              "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+              "steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs,
+              **{name: {"jobs": w.jobs, "circuits": w.circuits, "shots": w.shots(shots)} for name, w in parts.items()},
+              "qpu_seconds": None}
+    if kind != "aer":
+        per_shot, per_job = device_seconds_per_shot(config)
+        result["qpu_seconds"] = {name: qpu_seconds(w, shots, per_shot, per_job) for name, w in parts.items()}
+    return result
+
+
 def describe(config: Config, split: Split) -> list[str]:
     """`orchestrate estimate`'s lines: jobs, circuits and shots per step, epoch and run, and on
     a device the QPU time from its own timing (repetition delay + circuit duration)."""
