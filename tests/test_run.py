@@ -376,3 +376,15 @@ def test_json_output_of_run_eval_estimate_and_backends(two_runs, tmp_path, capsy
     assert main(["backends", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0]["name"] == "aer_simulator" and any(row["name"] == "fake_fez" and row["qubits"] == 156 for row in rows)
+
+
+def test_progress_without_a_terminal_is_plain_lines(two_runs, tmp_path):
+    """stderr to a pipe (ray job logs, CI): plain lines, no carriage-return redraws."""
+    cache = two_runs[0].parent / "cache"
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", *[a for a in SMALL if a != "-q"],
+                           "--cache-dir", str(cache), "--run-dir", str(tmp_path / "run")],
+                          env=dict(os.environ, ORCHESTRATOR_PROGRESS_S="0"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    steps = [line for line in done.stderr.splitlines() if line.startswith("epoch 1/2: ")]
+    assert steps and steps[-1].startswith("epoch 1/2: 5/5 steps (100 %)") and "jobs=" in steps[-1]

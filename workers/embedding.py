@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import os
 import socket
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from embeddings.models import ResolvedModel, resolve_model
 from embeddings.stage import ShardResult, ShardTask, StartPool, encode_settings
 from embeddings.store import write_shard
 from orchestrator.core.errors import UserError, first_line
+from orchestrator.core.log import progress as progress_display
 from workers.cluster import connect, place_actors, placement_timeout_s, ray_call_succeeded
 
 IN_FLIGHT_PER_WORKER = 2  # one shard running, one queued, so no actor waits on the driver
@@ -200,7 +200,6 @@ class EmbeddingPool:
 
     def run(self, tasks: list, total_rows: int, resumed_rows: int = 0, progress: bool = True) -> list:
         """Embed every task's shard (each written to its own file); returns their ShardResults."""
-        from tqdm import tqdm
 
         ray = self.ray
         queue = deque(tasks)
@@ -215,8 +214,7 @@ class EmbeddingPool:
                     task = queue.popleft()
                     running[actor.embed_shard.remote(task)] = (actor, task)
 
-        bar = tqdm(total=total_rows, initial=resumed_rows, unit="text", desc="embedding", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True, smoothing=0.1)
+        bar = progress_display(total=total_rows, initial=resumed_rows, unit="text", desc="embedding", enabled=progress)
         try:
             fill()
             while running or queue:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from torch import nn
 from embeddings.encode import EncoderSource
 from orchestrator.config import Config, TrainConfig, to_dict
 from orchestrator.core import invocation
+from orchestrator.core.log import progress as progress_display
 from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.backends import make_scheduler
@@ -243,12 +243,10 @@ def restore(training: Training) -> TrainState:
 def train_epoch(training: Training, state: TrainState, train_started: float, progress: bool) -> None:
     """The optimizer steps of `state.epoch` from `state.next_batch` on, in `state.data_order`; each
     step is `grad_accumulation` mini-batches, one job each."""
-    from tqdm import tqdm
-
     t, counters = training.config, training.scheduler.counters
-    bar = tqdm(range(state.next_batch, training.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{t.epochs}",
-               unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=True,
-               initial=state.next_batch, total=training.steps_per_epoch)
+    bar = progress_display(range(state.next_batch, training.steps_per_epoch), total=training.steps_per_epoch,
+                           initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{t.epochs}", unit="step",
+                           enabled=progress)
     for step in bar:
         step_started = time.perf_counter()
         training.optimizer.zero_grad()
