@@ -119,6 +119,11 @@ class FakeCloudService(QiskitRuntimeLocalService):
         number = self.count_submission()
         if number == behaviour.get("interrupt_on_submission"):
             raise KeyboardInterrupt
+        status = behaviour.get("http_errors", {}).get(str(number))
+        if status:   # as QiskitRuntimeService._run re-raises an HTTP error of the API
+            kind = "Server" if status >= 500 else "Client"
+            refusal = RequestsApiError(f"{status} {kind} Error: for url: https://quantum.cloud.ibm.com/api/v1/jobs", status)
+            raise IBMRuntimeError(f"Failed to run program: {refusal}")
         if behaviour.get("refuse_sessions") and submitted_in_a_session():
             # as QiskitRuntimeService._run re-raises the API's refusal
             raise IBMRuntimeError(f"Failed to run program: {RequestsApiError(OPEN_PLAN_REFUSAL, 403)}")

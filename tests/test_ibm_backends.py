@@ -390,3 +390,37 @@ def test_estimate_counts_what_a_run_then_submits(cache, reference_cloud_run, cap
     assert (jobs, circuits, shots) == (reference["quantum"]["jobs"], reference["quantum"]["circuits"],
                                        reference["quantum"]["shots"])
     assert "QPU time" in out and "whole run" in out.split("QPU time")[1]
+
+
+@pytest.mark.parametrize("errors, code, submissions_made", [
+    ({"1": 503, "2": 429}, 0, 3),     # transient: retried (with jittered backoff) until it goes through
+    ({"1": 400}, 75, 1),              # permanent: no retry, the service's message, a resumable stop
+])
+def test_only_transient_errors_are_retried(cache, tmp_path, capsys, monkeypatch, errors, code, submissions_made):
+    cloud = install(tmp_path / "cloud", monkeypatch.setattr)
+    (cloud.root / "behaviour.json").write_text(json.dumps({"http_errors": errors}))
+    run_dir = tmp_path / "run"
+    assert main(["run", *TINY, "--backend", "ibm_manila", "--set", "runtime.retries=3",
+                 "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == code
+    err = capsys.readouterr().err
+    if code:
+        [line] = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert "400 Client Error" in line and "not retried" in line and f"orchestrate resume {run_dir}" in line
+        assert submissions(cloud.root) == submissions_made
+    else:
+        assert submissions(cloud.root) >= submissions_made
+
+
+def test_transient_and_permanent_errors_are_told_apart():
+    from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    from orchestrator.quantum.backends.ibm import is_transient
+
+    assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
+    assert is_transient(RequestsApiError("busy", 503)) and is_transient(RequestsApiError("slow down", 429))
+    assert is_transient(IBMRuntimeError("Failed to run program: '502 Server Error: Bad Gateway for url'"))
+    assert is_transient(RuntimeError("the job queue is full, try again later"))
+    assert not is_transient(RequestsApiError("bad", 400)) and not is_transient(RequestsApiError("no", 403))
+    assert not is_transient(IBMRuntimeError("Failed to run program: '401 Client Error: Unauthorized for url'"))
+    assert not is_transient(ValueError("a parameter array of the wrong shape"))

@@ -10,7 +10,7 @@ fake devices (`fake_<device>`), on one code path.
                 else Batch, else job mode (IBM's Open plan refuses sessions: one warning, no
                 failed run); or session / batch / job as configured. Opened lazily at the first
                 job, closed by `close()` on exit, error and Ctrl-C
-    jobs        EstimatorV2(mode).run([one PUB]); retried with backoff on transient failures;
+    jobs        EstimatorV2(mode).run([one PUB]); only transient failures retried, with jittered backoff;
                 `attach(job_id)` finds a job a killed client submitted (service.job)
 
 The token never passes through this module's state or messages: the service reads it itself.
@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -186,6 +188,25 @@ class RuntimeJob(BackendJob):
 
 # --- the backend -------------------------------------------------------------------------------
 
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+TRANSIENT_WORDS = ("queue is full", "too many requests", "rate limit", "timed out", "timeout", "temporarily",
+                   "service unavailable", "connection reset", "connection aborted", "connection refused")
+
+
+def is_transient(problem: BaseException) -> bool:
+    """Whether trying again later may succeed: a network error, an HTTP 408/425/429/5xx (as an
+    attribute, or in the message the runtime re-raises it with), or the service saying it is busy."""
+    if isinstance(problem, (OSError, TimeoutError)):     # requests' ConnectionError and Timeout are OSErrors
+        return True
+    status = getattr(problem, "status_code", None)
+    if not isinstance(status, int) or status <= 0:
+        found = re.search(r"\b([1-5]\d\d) (?:Client|Server) Error", str(problem))
+        status = int(found.group(1)) if found else None
+    if status is not None:
+        return status in TRANSIENT_STATUS or status >= 500
+    return any(word in str(problem).lower() for word in TRANSIENT_WORDS)
+
+
 class RuntimeBackend(Backend):
     """Implements `orchestrator.quantum.scheduler.Backend` with qiskit-ibm-runtime's EstimatorV2."""
 
@@ -296,7 +317,9 @@ class RuntimeBackend(Backend):
         return RuntimeJob(jobs[0], n_rows, n_observables) if jobs else None
 
     def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
-        """`action()`, retried with doubling backoff; BackendFailure after the last attempt."""
+        """`action()`, retried on transient errors (network, 5xx, 429, a full queue) with doubling,
+        jittered backoff; a permanent error (a bad request, no permission, not found) fails at once.
+        Either way a BackendFailure with the service's message: the run stops resumably."""
         delay = self.options.retry_backoff_seconds
         for attempt in range(self.options.retries + 1):
             try:
@@ -305,8 +328,11 @@ class RuntimeBackend(Backend):
                 raise
             except Exception as problem:
                 last = problem
+                if not is_transient(problem):
+                    raise BackendFailure(f"{self.name}: could not {what}: {scrub(first_line(problem))} "
+                                         f"(not retried: the service refused it)") from None
                 if attempt < self.options.retries:
-                    self._sleep(delay)
+                    self._sleep(delay * random.uniform(0.5, 1.5))   # jitter: retries of many runs spread out
                     delay *= 2
         raise BackendFailure(f"{self.name}: could not {what} after {self.options.retries + 1} attempts: "
                              f"{scrub(first_line(last))}")
