@@ -11,6 +11,7 @@ os.environ.setdefault("RAY_worker_niceness", "0")  # as workers.cluster does for
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SMS_PATH = SHARED / "data" / "sms_spam" / "SMSSpamCollection"
+SAMPLE_PATH = Path(__file__).resolve().parents[1] / "orchestrator" / "datasets" / "sms_spam_sample.tsv"
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +41,20 @@ def every_summary_matches_the_schema(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sms_path():
+    """The full SMS Spam Collection, for the few tests that check facts of all 5,574 messages."""
     if not SMS_PATH.is_file():
-        pytest.skip(f"the SMS Spam Collection is not at {SMS_PATH}")
+        pytest.skip(f"needs the full SMS Spam Collection (5,574 messages), not in this checkout: {SMS_PATH}")
     return SMS_PATH
+
+
+@pytest.fixture(scope="session")
+def sms_sample_path(tmp_path_factory):
+    """The collection's first 1,000 messages, packaged with the project (the same rows, the same
+    format), under the collection's file name: every test that reads at most 1,000 rows runs in
+    any clone."""
+    path = tmp_path_factory.mktemp("sms_sample") / "SMSSpamCollection"
+    path.write_bytes(SAMPLE_PATH.read_bytes())
+    return path
 
 
 TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'") + [

@@ -87,12 +87,12 @@ def cache_contents(path: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def submitted_run(cluster, shared_dir, sms_path):
+def submitted_run(cluster, shared_dir, sms_sample_path):
     """`ray job submit` of `orchestrate run`: embed on the cluster, then a short training run."""
     cache_dir, run_dir = shared_dir / "cache", shared_dir / "run"
     done = cluster.ray_cli(
         "job", "submit", "--address", cluster.dashboard_url, "--",
-        "orchestrate", "run", "--data", str(sms_path), *EMBED_SETTINGS, "--epochs", "1",
+        "orchestrate", "run", "--data", str(sms_sample_path), *EMBED_SETTINGS, "--epochs", "1",
         "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
         "--cache-dir", str(cache_dir), "--run-dir", str(run_dir), timeout=600)
     return done, cache_dir, run_dir
@@ -114,13 +114,13 @@ def test_ray_job_submit_embeds_on_both_nodes_and_trains(submitted_run, cluster):
     assert 0 <= summary["test"]["accuracy"] <= 1
 
 
-def test_entry_script_joins_the_cluster_and_fits_requests_to_what_it_has(two_nodes, tmp_path, sms_path):
+def test_entry_script_joins_the_cluster_and_fits_requests_to_what_it_has(two_nodes, tmp_path, sms_sample_path):
     """More workers than CPUs, and a GPU on a CPU-only cluster: both said, and the run goes on."""
     home = tmp_path / "home"   # as `ray submit` does: the script alone, copied to a folder of its own
     home.mkdir()
     shutil.copy(REPO / "scripts" / "orchestrate_on_cluster.py", home)
     done = subprocess.run(
-        [sys.executable, "orchestrate_on_cluster.py", "embed", "--data", str(sms_path), "--limit", "60",
+        [sys.executable, "orchestrate_on_cluster.py", "embed", "--data", str(sms_sample_path), "--limit", "60",
          "--set", "embedding.shard_rows=10", "--workers", "6", "--set", "embedding.device=cuda",
          "--cache-dir", str(tmp_path / "cache"), "-q"],
         env=two_nodes.client_env(), capture_output=True, text=True, timeout=600, cwd=home)
@@ -141,9 +141,9 @@ def test_entry_script_defaults_to_the_cluster_on_its_node():
     assert cluster_environment({"RAY_ADDRESS": "10.0.0.5:6379"})["RAY_ADDRESS"] == "10.0.0.5:6379"
 
 
-def embed_with_a_kill(cluster, cache_dir: Path, sms_path, kill) -> subprocess.CompletedProcess:
+def embed_with_a_kill(cluster, cache_dir: Path, sms_sample_path, kill) -> subprocess.CompletedProcess:
     """`orchestrate embed` on the cluster; `kill()` runs once an embedding actor is busy with a shard."""
-    run = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_path),
+    run = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_sample_path),
                             *EMBED_SETTINGS, "--cache-dir", str(cache_dir)],
                            env=cluster.client_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            cwd=REPO)
@@ -169,10 +169,10 @@ def kill_busy_actor(node, class_name: str, method: str):
     return kill
 
 
-def test_killing_an_embedding_actor_mid_shard_changes_nothing(submitted_run, two_nodes, tmp_path, sms_path):
+def test_killing_an_embedding_actor_mid_shard_changes_nothing(submitted_run, two_nodes, tmp_path, sms_sample_path):
     reference = cache_contents(cache_file(submitted_run[1]))
     worker_node = two_nodes.alive_nodes()[-1]
-    done = embed_with_a_kill(two_nodes, tmp_path, sms_path, kill_busy_actor(worker_node, "EmbeddingWorker",
+    done = embed_with_a_kill(two_nodes, tmp_path, sms_sample_path, kill_busy_actor(worker_node, "EmbeddingWorker",
                                                                             "embed_shard"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "an embedding worker died" in done.stderr and "goes to another worker" in done.stderr
@@ -207,11 +207,11 @@ def test_never_more_actors_than_shards():
     assert plan_workers(EmbeddingConfig(), cluster_cpus=16, cluster_gpus=0, shards=3).workers == 3
 
 
-def test_an_address_nothing_answers_at_is_refused_at_once(tmp_path, sms_path):
+def test_an_address_nothing_answers_at_is_refused_at_once(tmp_path, sms_sample_path):
     from loopback_cluster import free_port
 
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_path), "--limit", "5",
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_sample_path), "--limit", "5",
                            "--cache-dir", str(tmp_path), "--ray-address", f"127.0.0.1:{free_port()}"],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2 and time.monotonic() - started < 60
@@ -252,11 +252,11 @@ def cpu_holder(two_nodes):
 
 
 def test_workers_without_a_place_are_left_out_with_a_message_not_waited_for(two_nodes, cpu_holder, tmp_path,
-                                                                              sms_path):
+                                                                              sms_sample_path):
     cpu_holder(1)  # other work holds 1 of the 2 CPUs: of 2 planned workers, 1 finds a place
     env = two_nodes.client_env(ORCHESTRATOR_PLACEMENT_TIMEOUT_S="5")
     started = time.monotonic()
-    done = orchestrate(two_nodes, "embed", "--data", str(sms_path), "--limit", "30", "--set",
+    done = orchestrate(two_nodes, "embed", "--data", str(sms_sample_path), "--limit", "30", "--set",
                        "embedding.shard_rows=10", "--cache-dir", str(tmp_path / "degraded"), "-q", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 embedding workers need 2 CPU but the cluster has 1 CPU free now; waiting up to 5 s" in done.stderr
@@ -264,7 +264,7 @@ def test_workers_without_a_place_are_left_out_with_a_message_not_waited_for(two_
     assert "on 1 worker" in done.stdout
 
     cpu_holder(1)  # now every CPU is taken: a clear error, exit code 2, in seconds
-    done = orchestrate(two_nodes, "embed", "--data", str(sms_path), "--limit", "30", "--set",
+    done = orchestrate(two_nodes, "embed", "--data", str(sms_sample_path), "--limit", "30", "--set",
                        "embedding.shard_rows=10", "--cache-dir", str(tmp_path / "none"), "-q", env=env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(
@@ -300,10 +300,10 @@ def test_aer_circuit_workers_join_the_cluster_named_by_ray_address(two_nodes):
     assert result == {"gcs": two_nodes.address, "nodes": 2, "workers": 2, "identical": True}
 
 
-def test_a_sweep_runs_its_trials_on_every_node(two_nodes, shared_dir, sms_path):
+def test_a_sweep_runs_its_trials_on_every_node(two_nodes, shared_dir, sms_sample_path):
     """4 trials of one CPU each on two one-CPU nodes: Ray Tune places them on both, two at a time."""
     sweep_dir = shared_dir / "sweep"
-    done = orchestrate(two_nodes, "sweep", "--data", str(sms_path), *EMBED_SETTINGS, "--epochs", "1",
+    done = orchestrate(two_nodes, "sweep", "--data", str(sms_sample_path), *EMBED_SETTINGS, "--epochs", "1",
                        "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1", "--seeds", "4",
                        "--cache-dir", str(shared_dir / "cache"), "--sweep-dir", str(sweep_dir), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -316,7 +316,7 @@ def test_a_sweep_runs_its_trials_on_every_node(two_nodes, shared_dir, sms_path):
 
 
 # last: it takes a node away (a test after it would wait for a new one, see two_nodes)
-def test_losing_a_node_mid_run_changes_nothing(submitted_run, two_nodes, tmp_path, sms_path):
+def test_losing_a_node_mid_run_changes_nothing(submitted_run, two_nodes, tmp_path, sms_sample_path):
     reference = cache_contents(cache_file(submitted_run[1]))
     worker_node = two_nodes.alive_nodes()[-1]
 
@@ -326,7 +326,7 @@ def test_losing_a_node_mid_run_changes_nothing(submitted_run, two_nodes, tmp_pat
         worker_node.kill()
         return True
 
-    done = embed_with_a_kill(two_nodes, tmp_path, sms_path, kill_node)
+    done = embed_with_a_kill(two_nodes, tmp_path, sms_sample_path, kill_node)
     assert done.returncode == 0, done.stderr[-3000:]
     assert worker_node not in two_nodes.alive_nodes()
     assert "an embedding worker died" in done.stderr

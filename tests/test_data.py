@@ -48,6 +48,11 @@ def sms(sms_path) -> Dataset:
     return load(str(sms_path))
 
 
+@pytest.fixture(scope="module")
+def sms_sample(sms_sample_path) -> Dataset:
+    return load(str(sms_sample_path))
+
+
 # ------------------------------------------------------------------------------------ formats
 
 def test_uci_format_keeps_texts_as_written(tmp_path):
@@ -272,17 +277,22 @@ def test_sms_collection(sms):
     assert sms.texts[0].startswith("Go until jurong point")
 
 
-def test_sms_hash_stable_and_label_sensitive(sms, sms_path, tmp_path):
-    assert load(str(sms_path)).content_hash() == sms.content_hash()
-    lines = Path(sms_path).read_text(encoding="utf-8").split("\n")
+def test_sms_hash_stable_and_label_sensitive(sms_sample, sms_sample_path, tmp_path):
+    assert load(str(sms_sample_path)).content_hash() == sms_sample.content_hash()
+    lines = Path(sms_sample_path).read_text(encoding="utf-8").split("\n")
     lines[10] = ("spam" if lines[10].startswith("ham") else "ham") + "\t" + lines[10].split("\t", 1)[1]
     altered = load(write(tmp_path, "SMSSpamCollection", "\n".join(lines)))
-    assert altered.texts == sms.texts
-    assert altered.content_hash() != sms.content_hash()
+    assert altered.texts == sms_sample.texts
+    assert altered.content_hash() != sms_sample.content_hash()
 
 
-def test_sms_limit(sms_path):
-    ds = load_dataset(DataConfig(path=str(sms_path), limit=100))
+def test_sms_sample_is_the_collection_s_first_1000_messages(sms_sample):
+    assert len(sms_sample) == 1000 and sms_sample.texts[0].startswith("Go until jurong point")
+    assert sms_sample.label_names == ["ham", "spam"] and int((sms_sample.labels == 1).sum()) > 100
+
+
+def test_sms_limit(sms_sample_path):
+    ds = load_dataset(DataConfig(path=str(sms_sample_path), limit=100))
     assert len(ds) == 100 and ds.row_numbers == list(range(1, 101))
 
 
@@ -293,7 +303,8 @@ def split_texts(ds: Dataset, split: Split) -> list[set[str]]:
 
 
 @pytest.mark.parametrize("policy", ["merge", "group", "keep"])
-def test_split_is_stratified_and_sorted(sms, policy):
+def test_split_is_stratified_and_sorted(sms_sample, policy):
+    sms = sms_sample
     split = split_dataset(sms, SplitConfig(), policy)
     parts = (split.train, split.val, split.test)
     rows = np.concatenate(parts)
@@ -333,10 +344,10 @@ def test_keep_leaks_copies_across_splits(sms):
     assert "policy keep" in split.describe()
 
 
-def test_split_is_deterministic(sms):
-    a = split_dataset(sms, SplitConfig(seed=7), "merge")
-    b = split_dataset(sms, SplitConfig(seed=7), "merge")
-    c = split_dataset(sms, SplitConfig(seed=8), "merge")
+def test_split_is_deterministic(sms_sample):
+    a = split_dataset(sms_sample, SplitConfig(seed=7), "merge")
+    b = split_dataset(sms_sample, SplitConfig(seed=7), "merge")
+    c = split_dataset(sms_sample, SplitConfig(seed=8), "merge")
     assert all(np.array_equal(x, y) for x, y in zip((a.train, a.val, a.test), (b.train, b.val, b.test)))
     assert not np.array_equal(a.test, c.test)
 

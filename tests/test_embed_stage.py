@@ -27,8 +27,8 @@ def stage_config(cache_dir, **changes) -> EmbeddingConfig:
 
 
 @pytest.fixture(scope="module")
-def sms_slice(sms_path):
-    return load_dataset(DataConfig(format="uci", path=str(sms_path), limit=ROWS))
+def sms_slice(sms_sample_path):
+    return load_dataset(DataConfig(format="uci", path=str(sms_sample_path), limit=ROWS))
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +89,19 @@ def test_a_changed_setting_gets_a_new_key_and_leaves_the_old_file_untouched(refe
     assert reference.cache.path.read_bytes() == before
 
 
-def cli_embed(cache_dir, address, sms_path, *extra):
-    cmd = [sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_path), "--limit", str(ROWS),
+def cli_embed(cache_dir, address, sms_sample_path, *extra):
+    cmd = [sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_sample_path), "--limit", str(ROWS),
            "--cache-dir", str(cache_dir), "--workers", "2", "--set", f"embedding.shard_rows={SHARD_ROWS}",
            "--set", "embedding.threads_per_worker=1", "--ray-address", address, *extra]
     return cmd
 
 
 def test_kill_9_mid_run_then_rerun_embeds_only_missing_shards_and_equals_uninterrupted(
-        ray_session, pool, reference, sms_path, tmp_path):
+        ray_session, pool, reference, sms_sample_path, tmp_path):
     address = ray_session.get_runtime_context().gcs_address
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     parts = tmp_path / "embeddings" / f"{reference.key}.parts"
-    victim = subprocess.Popen(cli_embed(tmp_path, address, sms_path, "-q"), env=env,
+    victim = subprocess.Popen(cli_embed(tmp_path, address, sms_sample_path, "-q"), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and victim.poll() is None:
@@ -115,7 +115,7 @@ def test_kill_9_mid_run_then_rerun_embeds_only_missing_shards_and_equals_uninter
     assert 2 <= finished < ROWS // SHARD_ROWS
     assert not (tmp_path / "embeddings" / f"{reference.key}.h5").exists(), "no final file from a killed run"
 
-    resumed = subprocess.run(cli_embed(tmp_path, address, sms_path), env=env, capture_output=True, text=True,
+    resumed = subprocess.run(cli_embed(tmp_path, address, sms_sample_path), env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming:" in resumed.stderr and "texts/s" in resumed.stdout
@@ -125,7 +125,7 @@ def test_kill_9_mid_run_then_rerun_embeds_only_missing_shards_and_equals_uninter
         assert np.array_equal(f["vectors"][()], reference.cache.vectors), "resumed result equals uninterrupted run"
     assert not parts.exists() and list(tmp_path.rglob("*.tmp-*")) == []
 
-    hit = subprocess.run(cli_embed(tmp_path, address, sms_path), env=env, capture_output=True, text=True, timeout=300)
+    hit = subprocess.run(cli_embed(tmp_path, address, sms_sample_path), env=env, capture_output=True, text=True, timeout=300)
     assert hit.returncode == 0 and hit.stdout.startswith("cache hit:")
 
 
