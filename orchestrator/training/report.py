@@ -89,7 +89,7 @@ def encoder_block(config: Config, trainable_parameters: int) -> dict:
 
 def write_report(run_dir: Path, summary_: dict, history: list[dict], test: Scores, label_names: list[str]) -> None:
     write_json_atomically(run_dir / "summary.json", summary_)
-    write_plots(run_dir, history, test, label_names)
+    write_plots(run_dir, history, test, label_names, summary_["best"])
 
 
 def brief(scores: Scores) -> dict:
@@ -97,40 +97,61 @@ def brief(scores: Scores) -> dict:
             "confusion": scores.confusion}
 
 
-def write_plots(run_dir: Path, history: list[dict], test: Scores, label_names: list[str]) -> list[Path]:
-    """loss.png, accuracy.png (train/val per epoch) and confusion.png (test); none without matplotlib."""
+SELECTION_COLUMNS = {"f1_positive": ("val_f1", "validation F1 (positive class)"),
+                     "f1_macro": ("val_f1_macro", "validation F1 (macro)"), "accuracy": ("val_acc", "validation accuracy")}
+
+
+def write_plots(run_dir: Path, history: list[dict], test: Scores, label_names: list[str],
+                best: dict | None = None) -> list[Path]:
+    """loss.png, accuracy.png (train / validation per epoch, the metric that picks the best model and
+    the best epoch marked) and confusion.png (test); none without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return []
     written = []
     epochs = [row["epoch"] for row in history]
     for name, key in (("loss", "loss"), ("accuracy", "acc")):
-        figure, axes = plt.subplots(figsize=(5, 3.5))
+        figure, axes = plt.subplots(figsize=(5.5, 3.8))
         axes.plot(epochs, [row[f"train_{key}"] for row in history], marker="o", label="train")
         axes.plot(epochs, [row[f"val_{key}"] for row in history], marker="o", label="validation")
+        if name == "accuracy" and best and best.get("metric") in SELECTION_COLUMNS and best["metric"] != "accuracy":
+            column, label = SELECTION_COLUMNS[best["metric"]]
+            axes.plot(epochs, [row[column] for row in history], marker="s", linestyle="--", label=label)
+        if best and best.get("epoch"):
+            axes.axvline(best["epoch"], color="grey", linestyle=":",
+                         label=f"best epoch {best['epoch']} ({best['metric']} {best['value']:.3f})")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
         axes.set_xlabel("epoch")
         axes.set_ylabel(name)
-        axes.legend()
+        axes.set_title(f"{name} per epoch" + (" and the selection metric" if name == "accuracy" else ""))
+        axes.legend(fontsize="small")
         figure.tight_layout()
         written.append(save_figure(figure, run_dir / f"{name}.png"))
         plt.close(figure)
-    figure, axes = plt.subplots(figsize=(4, 3.5))
-    confusion = np.array(test.confusion)
+    written.append(confusion_figure(plt, np.array(test.confusion), label_names, run_dir / "confusion.png"))
+    return written
+
+
+def confusion_figure(plt, confusion: np.ndarray, label_names: list[str], target: Path) -> Path:
+    """The test confusion matrix, each count large and in a colour that reads on its cell."""
+    figure, axes = plt.subplots(figsize=(4.5, 4))
     axes.imshow(confusion, cmap="Blues")
     for (i, j), count in np.ndenumerate(confusion):
-        axes.text(j, i, str(count), ha="center", va="center")
+        dark = count > confusion.max() / 2
+        axes.text(j, i, str(count), ha="center", va="center", fontsize=14, color="white" if dark else "black")
     axes.set_xticks(range(len(label_names)), label_names)
     axes.set_yticks(range(len(label_names)), label_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title("test confusion")
+    axes.set_title(f"test confusion ({int(confusion.sum())} rows)")
     figure.tight_layout()
-    written.append(save_figure(figure, run_dir / "confusion.png"))
+    save_figure(figure, target)
     plt.close(figure)
-    return written
+    return target
 
 
 def save_figure(figure, target: Path) -> Path:
