@@ -33,7 +33,7 @@ from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_json_atomically, write_yaml_atomically
 from orchestrator.pipeline import prepare, record_resolved
 from orchestrator.quantum.backends import check_backend
-from orchestrator.runs import read_json, safe_name
+from orchestrator.runs import dig, read_json, safe_name
 from orchestrator.training.phases import has_started, is_planned, train_run
 from orchestrator.training.trackers import check_trackers, mlflow_tracking_uri
 
@@ -282,12 +282,6 @@ def aggregate(rows: list[dict]) -> list[dict]:
             entry[name] = {metric: stats([s[metric] for s in scores]) for metric in ("accuracy", "f1_positive")}
         settings.append(entry)
     return settings
-
-
-def dig(row: dict, path: tuple) -> dict:
-    for key in path:
-        row = row[key]
-    return row
 
 
 def stats(values: list[float]) -> Optional[dict]:

@@ -9,7 +9,6 @@ hold them too; the run dirs stay the record the orchestrator reads.
 from __future__ import annotations
 
 import datetime
-import logging
 import math
 import os
 import sys
@@ -20,8 +19,6 @@ import torch
 from ray import tune
 
 from workers.cluster import connect
-
-log = logging.getLogger(__name__)
 
 RunTrial = Callable[[dict, Callable[[dict], None]], dict]   # (payload, report) -> final metrics
 

@@ -16,7 +16,6 @@ and a kill are logged twice there; the later value is the one a resumed run comp
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -26,8 +25,6 @@ from orchestrator.config import Config, flatten, to_dict
 from orchestrator.core import invocation
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_json_atomically
-
-log = logging.getLogger(__name__)
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_RUN_FILE = "mlflow.json"
