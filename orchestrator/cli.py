@@ -384,7 +384,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if unfinished:
         print(f"error: {unfinished} of {len(results['trials'])} trials did not finish (see {args.sweep_dir}/"
               f"{sweep.RESULTS_FILE}); run the same command again to retry them", file=sys.stderr)
-        return 1
+        return EXIT_RESUMABLE
     return 0
 
 

@@ -31,7 +31,7 @@ import yaml
 from orchestrator.config import Config, load_config, parse_yaml, to_dict
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_json_atomically, write_yaml_atomically
-from orchestrator.pipeline import prepare, record_resolved
+from orchestrator.pipeline import Prepared, prepare, record_resolved, with_vectors
 from orchestrator.quantum.backends import check_backend
 from orchestrator.runs import dig, read_json, safe_name
 from orchestrator.training.phases import has_started, is_planned, train_run
@@ -157,8 +157,18 @@ def spec_of(trials: list[Trial], grid: dict, samples: Optional[int], seeds: list
 
 
 def trials_of(spec: dict) -> list[Trial]:
-    return [Trial(name=t["name"], setting=t["setting"], seed=t["seed"], config=Config.model_validate(t["config"]))
-            for t in spec["trials"]]
+    """The spec's trials, their paths made absolute (a Tune trial runs in a folder of its own)."""
+    trials = [Trial(name=t["name"], setting=t["setting"], seed=t["seed"], config=Config.model_validate(t["config"]))
+              for t in spec["trials"]]
+    for trial in trials:
+        config = trial.config
+        config.embedding.cache_dir = str(Path(config.embedding.cache_dir).expanduser().resolve())
+        if config.data.path:
+            config.data.path = str(Path(config.data.path).expanduser().resolve())
+        if "mlflow" in config.train.trackers and not os.environ.get("MLFLOW_TRACKING_URI"):
+            # ./mlruns means the sweep's working folder
+            config.train.mlflow_tracking_uri = mlflow_tracking_uri(config.train.mlflow_tracking_uri)
+    return trials
 
 
 def claim_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> dict:
@@ -191,11 +201,11 @@ def run_sweep(sweep_dir: Path, spec: Optional[dict], cpus_per_trial: float = 1.0
     write sweep.json; return it."""
     from workers.sweep import run_trials
 
-    if spec is not None:
-        check_trials(trials_of(spec))          # before anything is written
+    trials = trials_of(spec) if spec is not None else None
+    checked = check_trials(trials) if trials is not None else {}   # before anything is written
     spec = claim_sweep_dir(sweep_dir, spec)
-    trials = trials_of(spec)
-    settle_trials(trials, progress)            # every distinct dataset and encoder embedded once, here
+    trials = trials if trials is not None else trials_of(spec)
+    settle_trials(trials, checked, progress)   # every distinct dataset and encoder embedded once, here
     pending = [t for t in trials if not (sweep_dir / t.name / "summary.json").is_file()]
     if progress and len(pending) < len(trials):
         print(f"sweep: {len(trials) - len(pending)} of {len(trials)} trials already finished", flush=True)
@@ -207,34 +217,38 @@ def run_sweep(sweep_dir: Path, spec: Optional[dict], cpus_per_trial: float = 1.0
     return results
 
 
-def check_trials(trials: list[Trial]) -> None:
-    """What can fail before any work: the backend, the dataset, the model (once per distinct config)."""
-    seen = set()
+def check_trials(trials: list[Trial]) -> dict[str, Prepared]:
+    """What can fail before any work: the backend, the dataset, the model (once per distinct
+    config). Returns each distinct dataset's split, by its `data_key`, for `settle_trials`."""
+    checked_backends, datasets = set(), {}
     for trial in trials:
         check_trackers(trial.config)
-        key = json.dumps({k: to_dict(trial.config)[k] for k in ("data", "embedding", "quantum")}, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
+        backend_key = json.dumps(to_dict(trial.config)["quantum"], sort_keys=True)
+        if backend_key not in checked_backends:
+            checked_backends.add(backend_key)
             check_backend(trial.config)
-            prepare(trial.config, progress=False, embed=False)
+        if data_key(trial.config) not in datasets:
+            datasets[data_key(trial.config)] = prepare(trial.config, progress=False, embed=False)
+    return datasets
 
 
-def settle_trials(trials: list[Trial], progress: bool) -> None:
+def settle_trials(trials: list[Trial], checked: dict[str, Prepared], progress: bool) -> None:
     """Embed each distinct (dataset, encoder) once, and give every trial's config what it resolved
-    to ('auto' pooling, the data file's absolute path), so trials only read the cache."""
-    settled: dict[str, Any] = {}
+    to ('auto' pooling, the data file's absolute path), so trials only read the cache. `checked`:
+    the splits `check_trials` already made."""
+    settled: dict[str, Prepared] = {}
     for trial in trials:
         config = trial.config
-        config.embedding.cache_dir = str(Path(config.embedding.cache_dir).expanduser().resolve())
-        if config.data.path:
-            config.data.path = str(Path(config.data.path).expanduser().resolve())
-        if "mlflow" in config.train.trackers and not os.environ.get("MLFLOW_TRACKING_URI"):
-            # a Tune trial runs in a folder of its own: ./mlruns means the sweep's working folder
-            config.train.mlflow_tracking_uri = mlflow_tracking_uri(config.train.mlflow_tracking_uri)
-        key = json.dumps({k: to_dict(config)[k] for k in ("data", "embedding")}, sort_keys=True)
+        key = data_key(config)
         if key not in settled:
-            settled[key] = prepare(config, progress=progress)
+            settled[key] = (with_vectors(checked[key], config, progress) if key in checked
+                            else prepare(config, progress=progress))
         record_resolved(config, settled[key])
+
+
+def data_key(config: Config) -> str:
+    """What decides a trial's dataset, split and vectors."""
+    return json.dumps({k: to_dict(config)[k] for k in ("data", "embedding")}, sort_keys=True)
 
 
 def run_trial(payload: dict, report: Callable[[dict], None]) -> dict:

@@ -153,6 +153,7 @@ class MlflowTracker:
         self.client = MlflowClient(uri)
         self.Metric = mlflow.entities.Metric
         self.pending: list = []
+        self.finished = False
         known = run_dir / MLFLOW_RUN_FILE
         if known.is_file():      # a resumed run continues its MLflow run
             self.run_id = json.loads(known.read_text())["run_id"]
@@ -198,7 +199,7 @@ class MlflowTracker:
 
     def close(self) -> None:
         self.flush()
-        if not getattr(self, "finished", False):
+        if not self.finished:
             self.client.set_terminated(self.run_id, status="KILLED")   # stopped: `orchestrate resume` reopens it
 
 
