@@ -18,7 +18,7 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from embeddings.config import (DEFAULT_MODEL, ConfigSection, EmbeddingConfig, Flag, Int, Number, Text,
                                default_cache_dir)
 from orchestrator.core.errors import UserError
+from orchestrator.core.paulis import OBSERVABLE_SETS, observable_labels
 
 __all__ = ["Config", "DataConfig", "SplitConfig", "EmbeddingConfig", "RayConfig", "QuantumConfig", "RuntimeConfig",
            "TrainConfig", "HardwareConfig", "load_config", "set_dotted", "flatten", "to_dict", "default_cache_dir", "DEFAULT_MODEL",
@@ -104,6 +105,15 @@ class QuantumConfig(ConfigSection):
     backend: Text = Field(AER_SIMULATOR, description="aer_simulator | fake_<device> (local testing mode) | ibm_<device>")
     n_qubits: Int = Field(4, ge=1, description="qubits of the circuit")
     depth: Int = Field(6, ge=0, description="variational layers of the dressed circuit")
+    encoding: Literal["hadamard-ry", "ry", "rx"] = Field(
+        "hadamard-ry", description="how the inputs enter: H then RY(x) (Mari et al.) | RY(x) | RX(x)")
+    entangler: Literal["cnot-ladder", "cnot-ring", "cz-ladder"] = Field(
+        "cnot-ladder", description="each layer's entangling block: CNOTs on even then odd neighbours | "
+                                   "the same plus (last, first) | CZs on the ladder")
+    observables: Union[Literal["z", "zz", "z+zz"], list[Text]] = Field(
+        "z", description="what is read out: Z on every qubit | ZZ on neighbouring pairs | both | a list of "
+                         "Pauli strings, last letter qubit 0 (e.g. [ZIII, XXII]); one head input each",
+        json_schema_extra={"allowed": "z, zz, z+zz, or a list of Pauli strings (I, X, Y, Z; one letter per qubit)"})
     shots: Optional[Int] = Field(None, ge=1, description="per parameter set; empty: exact on Aer, "
                                                          "runtime.default_shots on devices")
     seed: Optional[Int] = Field(None, description="seeds Aer's sampling when shots are used")
@@ -141,6 +151,25 @@ class QuantumConfig(ConfigSection):
             raise ValueError(f"config: quantum.noise_model must name a fake device (fake_<device>, e.g. "
                              f"fake_fez), not {name!r}")
         return name
+
+    @field_validator("observables", mode="before")
+    @classmethod
+    def observables_are_a_set_or_strings(cls, value: Any) -> Any:
+        # checked here, in one message: a failed Union would report each of its branches
+        if isinstance(value, str) and value in OBSERVABLE_SETS:
+            return value
+        if isinstance(value, list) and all(isinstance(label, str) for label in value):
+            return value
+        raise ValueError(f"config: quantum.observables must be one of {', '.join(OBSERVABLE_SETS)} or a list of "
+                         f"Pauli strings (e.g. [ZIII, XXII]), not {value!r}")
+
+    @model_validator(mode="after")
+    def observables_fit_the_qubits(self) -> QuantumConfig:
+        try:
+            observable_labels(self.observables, self.n_qubits)
+        except ValueError as problem:
+            raise ValueError(f"config: quantum.{problem}") from None
+        return self
 
     @model_validator(mode="after")
     def noise_model_only_on_aer(self) -> QuantumConfig:

@@ -12,10 +12,11 @@ from orchestrator.quantum.circuits import QuantumSpec, entangling_pairs
 
 
 def simulate_expectations(spec: QuantumSpec, inputs, weights):
-    """Exact <Z_i> of the template for a batch, as a differentiable torch computation.
+    """Exact values of the template's observables (spec.observables) for a batch, as a
+    differentiable torch computation.
 
     inputs: (batch, n_qubits); weights: (n_weights,) shared by the batch, or (batch, n_weights)
-    per row -> (batch, n_qubits), float64 torch tensors (numpy arrays are accepted). A plain
+    per row -> (batch, n_observables), float64 torch tensors (numpy arrays are accepted). A plain
     statevector of shape (batch, 2, ..., 2), one axis per qubit: the reference that Aer results,
     the parameter-shift Jacobian and HybridHead's gradients are tested against.
     """
@@ -74,10 +75,24 @@ def simulate_expectations(spec: QuantumSpec, inputs, weights):
             state = controlled(state, control, target, phase_only=spec.entangler == "cz-ladder")
         for q in range(n):
             state = ry(state, q, weights[..., layer * n + q])
-    probabilities = (state.real ** 2 + state.imag ** 2).reshape(batch, -1)  # index bit (n-1-q) <-> qubit q
-    bits = torch.arange(2 ** n)
-    signs = torch.stack([1.0 - 2.0 * ((bits >> (n - 1 - q)) & 1).to(torch.float64) for q in range(n)], dim=1)
-    return probabilities @ signs
+    return torch.stack([pauli_expectation(state, label) for label in spec.observables], dim=1)
+
+
+def pauli_expectation(state, label: str):
+    """<psi|P|psi> per batch row of a (batch, 2, ..., 2) state; `label` in qiskit's order (its
+    last letter acts on qubit 0, which is axis 1 here)."""
+    n = state.ndim - 1
+    applied = state
+    for q in range(n):
+        letter, axis = label[n - 1 - q], 1 + q
+        a0, a1 = applied.select(axis, 0), applied.select(axis, 1)
+        if letter == "X":
+            applied = torch.stack([a1, a0], dim=axis)
+        elif letter == "Y":
+            applied = torch.stack([-1j * a1, 1j * a0], dim=axis)
+        elif letter == "Z":
+            applied = torch.stack([a0, -a1], dim=axis)
+    return (state.conj() * applied).real.reshape(state.shape[0], -1).sum(dim=1)
 
 
 def simulate_expectations_numpy(spec: QuantumSpec, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -88,6 +103,6 @@ def simulate_expectations_numpy(spec: QuantumSpec, inputs: np.ndarray, weights: 
 
 
 def simulate_table(spec: QuantumSpec, parameter_table: np.ndarray) -> np.ndarray:
-    """Exact (rows, n_qubits) values of a template-ordered parameter table (inputs, weights)."""
+    """Exact (rows, n_observables) values of a template-ordered parameter table (inputs, weights)."""
     table = np.asarray(parameter_table, np.float64)
     return simulate_expectations_numpy(spec, table[:, :spec.n_inputs], table[:, spec.n_inputs:])

@@ -141,7 +141,7 @@ def test_aer_handles_non_diagonal_observables_exactly():
     values = AerBackend().run(circuit, observables, np.zeros((2, 0)))
     expected = [Statevector(circuit).expectation_value(o).real for o in observables]
     np.testing.assert_allclose(values, [expected, expected], atol=1e-12)
-    with pytest.raises(UserError, match="diagonal"):
+    with pytest.raises(UserError, match="one term each"):
         AerBackend(AerOptions(shots=100)).run(circuit, observables, np.zeros((1, 0)), shots=100)
     sampled = AerBackend().run(circuit, observables[1:], np.zeros((3, 0)), shots=2000, seed=1)
     assert sampled.shape == (3, 1) and len(set(sampled[:, 0])) > 1          # every row sampled anew

@@ -8,7 +8,12 @@ Default template (Mari et al., Quantum 4, 340, 2020), for n qubits and `depth` l
     depth times: CNOT on even pairs (0,1),(2,3),...
                  CNOT on odd pairs  (1,2),(3,4),...
                  RY(theta) on every qubit              (weights theta_0..theta_{n*depth-1})
-    read out <Z_i> on every qubit
+    read out <Z_i> on every qubit                      (observables)
+
+`encoding` (hadamard-ry | ry | rx) and `entangler` (cnot-ladder | cnot-ring | cz-ladder) swap the
+first two parts; `observables` the read-out: "z" (Z_i on every qubit, the default), "zz" (Z_i Z_i+1
+on neighbouring pairs), "z+zz" (both), or a list of Pauli strings in qiskit's order (the last
+letter is qubit 0), e.g. ["ZIII", "XXII"]. The head's last layer has one input per observable.
 
 Every parameter sits in exactly one rotation gate whose generator is a Pauli/2, which is what
 the two-term parameter-shift rule in `shift_rule.py` needs. The other encodings and entanglers
@@ -29,6 +34,8 @@ from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import Target
 
+from orchestrator.core.paulis import observable_labels
+
 ENCODINGS = ("hadamard-ry", "ry", "rx")
 ENTANGLERS = ("cnot-ladder", "cnot-ring", "cz-ladder")
 
@@ -41,6 +48,8 @@ class QuantumSpec:
     depth: int = 6
     encoding: str = "hadamard-ry"    # hadamard-ry (default, Mari et al.) | ry | rx
     entangler: str = "cnot-ladder"   # cnot-ladder (default) | cnot-ring | cz-ladder
+    # Pauli strings (qiskit order); None: Z on every qubit. `observable_labels` makes them from a config.
+    observables: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.n_qubits < 1:
@@ -51,6 +60,10 @@ class QuantumSpec:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, not {self.encoding!r}")
         if self.entangler not in ENTANGLERS:
             raise ValueError(f"entangler must be one of {', '.join(ENTANGLERS)}, not {self.entangler!r}")
+        if self.observables is None:
+            object.__setattr__(self, "observables", observable_labels("z", self.n_qubits))
+        else:
+            object.__setattr__(self, "observables", observable_labels(list(self.observables), self.n_qubits))
 
     @property
     def n_inputs(self) -> int:
@@ -66,7 +79,7 @@ class QuantumSpec:
 
     @property
     def n_observables(self) -> int:
-        return self.n_qubits
+        return len(self.observables)
 
 
 def entangling_pairs(spec: QuantumSpec) -> list[tuple[int, int]]:
@@ -101,9 +114,9 @@ class CircuitTemplate:
         return ("dressed", self.spec)
 
 
-def z_observables(n_qubits: int) -> tuple[SparsePauliOp, ...]:
-    """Z_i on every qubit i (qiskit labels are little-endian: qubit 0 is the last letter)."""
-    return tuple(SparsePauliOp("I" * (n_qubits - 1 - q) + "Z" + "I" * q) for q in range(n_qubits))
+def pauli_observables(labels: tuple[str, ...]) -> tuple[SparsePauliOp, ...]:
+    """The operators of Pauli strings (qiskit labels are little-endian: qubit 0 is the last letter)."""
+    return tuple(SparsePauliOp(label) for label in labels)
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,7 +143,7 @@ def build_dressed_circuit(spec: QuantumSpec = QuantumSpec()) -> CircuitTemplate:
         for q in range(n):
             circuit.ry(weights[layer * n + q], q)
     return CircuitTemplate(spec=spec, circuit=circuit, input_parameters=tuple(inputs),
-                           weight_parameters=tuple(weights), observables=z_observables(n))
+                           weight_parameters=tuple(weights), observables=pauli_observables(spec.observables))
 
 
 # --- transpile cache ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from orchestrator.config import Config
+from orchestrator.core.paulis import measurement_bases
 from orchestrator.data import Split
 from orchestrator.quantum.backends import gradient_method, make_backend, quantum_spec
 from orchestrator.quantum.backends.devices import backend_kind
@@ -106,7 +107,10 @@ def estimate_dict(config: Config, split: Split) -> dict:
     shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
     plan = config_workload(config, split)
     parts = {"step": plan.step, "epoch": plan.epoch, "run": plan.run}
-    result = {"backend": q.backend, "n_qubits": q.n_qubits, "depth": q.depth, "shots": shots,
+    spec = quantum_spec(config)
+    result = {"backend": q.backend, "n_qubits": q.n_qubits, "depth": q.depth, "encoding": q.encoding,
+              "entangler": q.entangler, "observables": list(spec.observables),
+              "measurement_bases": len(measurement_bases(spec.observables)), "shots": shots,
               "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
               "steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs,
               **{name: {"jobs": w.jobs, "circuits": w.circuits, "shots": w.shots(shots)} for name, w in parts.items()},
@@ -126,7 +130,10 @@ def describe(config: Config, split: Split) -> list[str]:
     shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
     plan = config_workload(config, split)
     shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
+    bases = len(measurement_bases(spec.observables))
     lines = [f"backend {q.backend}: {spec.n_qubits} qubits, depth {spec.depth}, {shots_text}; {split.describe()}",
+             f"circuit: {q.encoding} encoding, {q.entangler}, {spec.n_observables} observables "
+             f"({', '.join(spec.observables)}); {bases} measurement basis{'' if bases == 1 else 'es'} on a device",
              f"{'':<36} {'jobs':>8} {'circuits':>12} {'shots':>16}"]
     for label, work in (("one training step", plan.step),
                         (f"one epoch ({plan.steps_per_epoch} steps + validation)", plan.epoch),
@@ -170,7 +177,8 @@ _SECONDS_PER_SHOT: dict = {}   # (device, circuit, optimisation level) -> second
 
 
 def device_seconds_per_shot(config: Config) -> tuple[float, float]:
-    """(QPU seconds per shot of the transpiled circuit on the configured device, seconds per job).
+    """(QPU seconds per shot of the transpiled circuit on the configured device, once per
+    measurement basis of the observables; seconds per job).
     Asked of the device once per process: `estimate` needs it for its table and for the plan, and
     an ibm_<device> is a connection to the service each time."""
     from orchestrator.quantum.backends.ibm import JOB_OVERHEAD_S
@@ -181,5 +189,5 @@ def device_seconds_per_shot(config: Config) -> tuple[float, float]:
         backend = make_backend(config)
         circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(quantum_spec(config)), backend.name,
                                               backend.transpile_target, q.optimization_level).circuit
-        _SECONDS_PER_SHOT[key] = backend.seconds_per_shot(circuit)
+        _SECONDS_PER_SHOT[key] = backend.seconds_per_shot(circuit) * len(measurement_bases(quantum_spec(config).observables))
     return _SECONDS_PER_SHOT[key], JOB_OVERHEAD_S

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from orchestrator.config import Config
+from orchestrator.core.paulis import observable_labels
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
 from orchestrator.quantum.gradients import GradientMethod
@@ -76,7 +77,9 @@ def aer_on_workers(options: "AerOptions", workers: int, min_rows: int) -> Backen
 
 
 def quantum_spec(config: Config) -> QuantumSpec:
-    return QuantumSpec(n_qubits=config.quantum.n_qubits, depth=config.quantum.depth)
+    q = config.quantum
+    return QuantumSpec(n_qubits=q.n_qubits, depth=q.depth, encoding=q.encoding, entangler=q.entangler,
+                       observables=observable_labels(q.observables, q.n_qubits))
 
 
 def make_scheduler(config: Config, run_dir: Optional[Path] = None) -> ParameterShiftScheduler:

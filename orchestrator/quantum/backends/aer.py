@@ -8,11 +8,12 @@ time. Running the circuit ourselves with runtime parameter binding and one save 
 measured 2-3x faster on the reference workload (912 parameter sets, 4 qubits; also at 6 and 8
 qubits), with values identical to 1e-15; bench/step.py prints the table of alternatives.
 
-Readout. All of the project's observables are diagonal (Z_i), so by default one
-`save_probabilities` over the measured qubits replaces one `save_expectation_value` per
-observable, and <O> = probabilities @ eigenvalues(O). With shots, the same qubits are measured
-and the counts take the place of the probabilities. Non-diagonal observables fall back to
-`save_expectation_value` (exact mode only).
+Readout. The default observables are diagonal (Z_i, Z_iZ_j), so one `save_probabilities` over
+the measured qubits replaces one `save_expectation_value` per observable, and <O> =
+probabilities @ eigenvalues(O). With shots, the same qubits are measured and the counts take the
+place of the probabilities; observables with X or Y are read, as on a device, from the circuit
+rotated into each of their measurement bases (one Aer job holds every basis). Non-diagonal
+observables in exact mode use `save_expectation_value`.
 
 Ray circuit workers (a large table split over several cores or nodes) wrap this backend:
 workers/circuits.py, built by `make_backend` (backends/__init__.py).
@@ -34,6 +35,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 
 from orchestrator.core.errors import UserError
+from orchestrator.core.paulis import measurement_bases
 from orchestrator.quantum.backends.devices import resolve_fake_device
 from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
 from orchestrator.quantum.scheduler import Backend, BackendJob
@@ -98,57 +100,92 @@ def diagonal_eigenvalues(observables: Sequence[SparsePauliOp],
 
 @dataclass(frozen=True, eq=False)
 class ReadoutPlan:
-    circuit: QuantumCircuit                 # the submitted circuit plus save / measure instructions
+    """How one Aer run gives the observables' values. `circuits` has one entry per measurement
+    basis: one, unless shots must read X or Y, when each group of qubit-wise commuting
+    observables gets the circuit rotated into its basis (all run as one Aer job)."""
+
+    circuits: tuple[QuantumCircuit, ...]    # the submitted circuit plus rotations, save / measure instructions
     kind: str                               # probabilities | counts | expectation_values
-    measured_qubits: tuple[int, ...]
-    eigenvalues: Optional[np.ndarray]       # for probabilities and counts
-    n_observables: int
+    measured_qubits: tuple[int, ...]        # the same in every basis
+    eigenvalues: tuple[np.ndarray, ...]     # per circuit (2^m, n_observables), zero where an observable
+    n_observables: int                      # is read in another basis; () for expectation_values
 
     def expectations(self, experiments) -> np.ndarray:
-        """(rows, n_observables) from Aer's per-parameter-set experiment results."""
+        """(rows, n_observables) from Aer's experiment results (circuit-major: every row of the
+        first circuit, then of the next)."""
         if self.kind == "expectation_values":
             labels = [f"obs{o}" for o in range(self.n_observables)]
             return np.array([[getattr(e.data, label) for label in labels] for e in experiments],
                             dtype=np.float64).reshape(-1, self.n_observables)
+        rows = len(experiments) // len(self.circuits)
+        values = 0.0
+        for basis, eigenvalues in enumerate(self.eigenvalues):
+            probabilities = self.probabilities(experiments[basis * rows:(basis + 1) * rows])
+            # an elementwise product and a sum (not a BLAS matmul): each row's value then depends
+            # on that row alone, so a table split over workers gives bit-identical results
+            values = values + (probabilities[:, :, None] * eigenvalues[None, :, :]).sum(axis=1)
+        return values
+
+    def probabilities(self, experiments) -> np.ndarray:
         if self.kind == "probabilities":
-            probabilities = np.array([e.data.probabilities for e in experiments], dtype=np.float64)
-        else:
-            # the readout register is the circuit's last: shift other classical bits away
-            offset = self.circuit.num_clbits - len(self.measured_qubits)
-            mask = 2 ** len(self.measured_qubits) - 1
-            probabilities = np.zeros((len(experiments), mask + 1))
-            for row, e in enumerate(experiments):
-                for key, count in e.data.counts.items():
-                    probabilities[row, (int(key, 16) >> offset) & mask] += count
-            probabilities /= probabilities.sum(axis=1, keepdims=True)
-        # an elementwise product and a sum (not a BLAS matmul): each row's value then depends on
-        # that row alone, so a table split over workers gives bit-identical results
-        return (probabilities[:, :, None] * self.eigenvalues[None, :, :]).sum(axis=1)
+            return np.array([e.data.probabilities for e in experiments], dtype=np.float64)
+        # the readout register is the circuit's last: shift other classical bits away
+        offset = self.circuits[0].num_clbits - len(self.measured_qubits)
+        mask = 2 ** len(self.measured_qubits) - 1
+        probabilities = np.zeros((len(experiments), mask + 1))
+        for row, e in enumerate(experiments):
+            for key, count in e.data.counts.items():
+                probabilities[row, (int(key, 16) >> offset) & mask] += count
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def plan_readout(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
                  shots: Optional[int], readout: str = "auto") -> ReadoutPlan:
     diagonal = all(is_diagonal(o) for o in observables)
-    measured = tuple(sorted({int(q) for o in observables for q in np.flatnonzero(o.paulis.z.any(axis=0))}))
-    prepared = circuit.copy()
+    measured = tuple(sorted({int(q) for o in observables
+                             for q in np.flatnonzero((o.paulis.z | o.paulis.x).any(axis=0))}))
     if shots is not None:
-        if not diagonal:
-            raise UserError("aer: shots need diagonal (Z-type) observables; use exact mode")
-        register = ClassicalRegister(len(measured), "readout")
-        prepared.add_register(register)
-        for i, q in enumerate(measured):
-            prepared.measure(q, register[i])
-        return ReadoutPlan(prepared, "counts", measured, diagonal_eigenvalues(observables, measured),
-                           len(observables))
+        return measured_in_bases(circuit, observables, measured)
+    prepared = circuit.copy()
     use_probabilities = diagonal and (readout == "probabilities" or (
         readout == "auto" and len(measured) <= PROBABILITY_READOUT_MAX_QUBITS))
     if use_probabilities:
         prepared.save_probabilities(list(measured), label="probabilities")
-        return ReadoutPlan(prepared, "probabilities", measured,
-                           diagonal_eigenvalues(observables, measured), len(observables))
+        return ReadoutPlan((prepared,), "probabilities", measured,
+                           (diagonal_eigenvalues(observables, measured),), len(observables))
     for o, observable in enumerate(observables):
         prepared.save_expectation_value(observable, list(range(circuit.num_qubits)), label=f"obs{o}")
-    return ReadoutPlan(prepared, "expectation_values", measured, None, len(observables))
+    return ReadoutPlan((prepared,), "expectation_values", measured, (), len(observables))
+
+
+def measured_in_bases(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
+                      measured: tuple[int, ...]) -> ReadoutPlan:
+    """Shots: per measurement basis, the circuit rotated so that its observables read as Z
+    (H for X, S-dagger then H for Y) and `measured` measured."""
+    if any(len(o.paulis) != 1 for o in observables):
+        raise UserError("aer: shots read Pauli strings (one term each); use exact mode for sums")
+    labels = [o.paulis[0].to_label() for o in observables]
+    as_z = diagonal_eigenvalues([SparsePauliOp(label.replace("X", "Z").replace("Y", "Z"), o.coeffs)
+                                 for label, o in zip(labels, observables)], measured)
+    read = np.zeros(len(labels), dtype=bool)
+    circuits, tables = [], []
+    for basis in measurement_bases(tuple(labels)):
+        prepared = circuit.copy()
+        for q, letter in enumerate(reversed(basis)):
+            if letter == "Y":
+                prepared.sdg(q)
+            if letter in "XY":
+                prepared.h(q)
+        register = ClassicalRegister(len(measured), "readout")
+        prepared.add_register(register)
+        for i, q in enumerate(measured):
+            prepared.measure(q, register[i])
+        # each observable is read in the first basis that holds it
+        mine = ~read & np.array([all(a == "I" or a == b for a, b in zip(label, basis)) for label in labels])
+        read |= mine
+        circuits.append(prepared)
+        tables.append(as_z * mine[None, :])
+    return ReadoutPlan(tuple(circuits), "counts", measured, tuple(tables), len(observables))
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -169,7 +206,7 @@ class AerLocalJob(BackendJob):
         if self._repeat and len(experiments) == 1:
             # a circuit without parameters, exact mode: one simulation serves every row
             return np.repeat(self._plan.expectations(experiments), self._n_rows, axis=0)
-        if len(experiments) != self._n_rows:
+        if len(experiments) != self._n_rows * len(self._plan.circuits):
             raise RuntimeError(f"Aer job {self.job_id} returned {len(experiments)} results "
                                f"for {self._n_rows} parameter sets")
         return self._plan.expectations(experiments)
@@ -275,8 +312,8 @@ class AerBackend(Backend):
             run_options["seed_simulator"] = seed
         if not circuit.parameters:
             # nothing to bind: exact mode simulates once; shots sample every row independently
-            circuits = plan.circuit if shots is None else [plan.circuit] * len(table)
+            circuits = plan.circuits[0] if shots is None else [c for c in plan.circuits for _ in range(len(table))]
             return AerLocalJob(self.simulator.run(circuits, **run_options), plan, len(table),
                                repeat_single_result=shots is None)
-        aer_job = self.simulator.run(plan.circuit, parameter_binds=[binds], **run_options)
+        aer_job = self.simulator.run(list(plan.circuits), parameter_binds=[binds] * len(plan.circuits), **run_options)
         return AerLocalJob(aer_job, plan, len(table))
