@@ -1,10 +1,11 @@
 """A finished run applied to texts: `orchestrate eval` and `orchestrate predict`.
 
 A run dir holds all that is needed: `config.yaml` (encoder, pooling, max_length, circuit,
-backend) and `best.pt` (the head's best weights, the train split's standardiser, the label
-names). Vectors come from the same encoder settings as training, so a text gets the vector it
-would have had in the training set. A run with a co-trained encoder (embedding.train_layers k
-or all) keeps its trained layers in `best.pt` too: `eval` reads the split's cached layer states
+backend), `model.safetensors` (the head's best weights) and `head.json` (the train split's
+standardiser, the label names; training/model_files.py): nothing is unpickled. Vectors come
+from the same encoder settings as training, so a text gets the vector it would have had in the
+training set. A run with a co-trained encoder (embedding.train_layers k or all) keeps its
+trained layers in `model.safetensors` too: `eval` reads the split's cached layer states
 (or token ids) like training did, `predict` runs the whole encoder, with those layers, on the texts.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from orchestrator.quantum.model import HybridHead, one_torch_thread
 from orchestrator.training.encoder import EncoderHead, EncoderInputs, make_encoder
 from orchestrator.training.features import Standardiser
 from orchestrator.training.metrics import Scores, score
-from orchestrator.training.state import BEST, load_torch
+from orchestrator.training.model_files import WEIGHTS_FILE, has_model_files, load_model_files
+from orchestrator.training.state import BEST, load_best
 
 
 Inputs = Union[np.ndarray, EncoderInputs]   # vectors, or a co-trained encoder's inputs
@@ -80,25 +82,38 @@ def load_run(run_dir: str | Path, backend: str | None = None) -> TrainedRun:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
-    if not (run_dir / BEST).is_file():
-        raise UserError(f"the run in {run_dir} has no trained model yet ({BEST} is written after its first epoch)")
+    if not has_model_files(run_dir) and not (run_dir / BEST).is_file():
+        raise UserError(f"the run in {run_dir} has no trained model yet ({WEIGHTS_FILE} is written after its "
+                        f"first epoch)")
     overrides = [f"quantum.backend={backend}"] if backend else []
     config = load_config(str(run_dir / "config.yaml"), overrides)
-    best = load_torch(run_dir / BEST)
-    if "standardiser" not in best:
-        raise UserError(f"{run_dir / BEST} was written by an older version without its standardiser; "
-                        f"train the run again")
-    standardiser = Standardiser(**best["standardiser"])
-    model = HybridHead(len(standardiser.mean), len(best["labels"]), make_scheduler(config))
+    weights, standardiser, labels, positive_label = best_model(run_dir)
+    model = HybridHead(len(standardiser.mean), len(labels), make_scheduler(config))
     if config.embedding.train_layers != 0:
         model = encoder_head(config, model, standardiser)
-    model.load_state_dict(best["model"])
+    model.load_state_dict(weights)
     return TrainedRun(run_dir=run_dir, config=config, model=model, standardiser=standardiser,
-                      label_names=list(best["labels"]), positive_label=best["positive_label"])
+                      label_names=labels, positive_label=positive_label)
+
+
+def best_model(run_dir: Path) -> tuple[dict, Standardiser, list[str], str]:
+    """(weights, standardiser, label names, positive label): from model.safetensors + head.json,
+    or from the best.pt of a run written before them (torch's weights-only loader)."""
+    if has_model_files(run_dir):
+        weights, head = load_model_files(run_dir)
+        saved, labels, positive_label = head["standardiser"], head["labels"], head["positive_label"]
+    else:
+        best = load_best(run_dir / BEST)
+        if "standardiser" not in best:
+            raise UserError(f"{run_dir / BEST} was written by an older version without its standardiser; "
+                            f"train the run again")
+        weights, saved, labels, positive_label = best["model"], best["standardiser"], best["labels"], best["positive_label"]
+    standardiser = Standardiser(**{name: np.asarray(values, dtype=np.float64) for name, values in saved.items()})
+    return weights, standardiser, list(labels), positive_label
 
 
 def encoder_head(config: Config, head: torch.nn.Module, standardiser: Standardiser) -> EncoderHead:
-    """The encoder as loaded, cut as in training, in front of `head`: the trained layers come from best.pt."""
+    """The encoder as loaded, cut as in training, in front of `head`: the trained layers come from the run's weights."""
     encoder, device, bfloat16 = make_encoder(config)
     return EncoderHead(encoder, head, standardiser, device, bfloat16)
 

@@ -5,8 +5,10 @@ the previous version of a file or the new one, never half of one.
 
     run_dir/config.yaml       the resolved config
     run_dir/checkpoint.pt     the latest training state (orchestrator/training/state.py)
-    run_dir/best.pt           the model weights with the best validation metric so far, and what
-                              eval / predict need to apply them (standardiser, label names)
+    run_dir/model.safetensors the model weights with the best validation metric so far
+    run_dir/head.json         what eval / predict need to apply them (standardiser, label names,
+                              circuit, encoder: orchestrator/training/model_files.py)
+    run_dir/best.pt           the same for torch.load(weights_only=True)
     run_dir/jobs.jsonl, jobs/ the job journal of a remote backend (orchestrator/quantum/journal.py)
     run_dir/metrics.jsonl     one JSON line per epoch
     run_dir/summary.json      the final numbers (schema in README / DESIGN)

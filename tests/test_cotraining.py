@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from embeddings.encode import Encoder, EncodeSettings, pool
 from embeddings.layers import TopLayers, layer_states, pad_states
@@ -75,17 +76,20 @@ def test_checkpoints_hold_the_trained_layers_only(runs, tiny_bert):
     from transformers import AutoModel
 
     pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
-    k1 = torch.load(runs / "k1" / "best.pt", weights_only=False)
+    k1 = torch.load(runs / "k1" / "best.pt", weights_only=True)
     encoder_keys = [k for k in k1["model"] if k.startswith("encoder.")]
     assert encoder_keys and all(k.startswith("encoder.layers.top.encoder.layer.0.") for k in encoder_keys)
-    assert k1["encoder"] == {"train_layers": 1, "pooling": "cls"}
+    safetensors = load_file(runs / "k1" / "model.safetensors")
+    assert safetensors.keys() == k1["model"].keys() and all(torch.equal(safetensors[k], k1["model"][k]) for k in safetensors)
+    encoder = json.loads((runs / "k1" / "head.json").read_text())["encoder"]
+    assert (encoder["train_layers"], encoder["pooling"], encoder["model"]) == (1, "cls", str(tiny_bert))
     # that layer is the model's top one (layer 1 of 0..1) and training moved it
     trained = k1["model"]["encoder.layers.top.encoder.layer.0.output.dense.weight"]
     assert not torch.equal(trained, pretrained["encoder.layer.1.output.dense.weight"])
     full = torch.load(runs / "all" / "checkpoint.pt", weights_only=False)["model"]
     assert any(k.startswith("encoder.model.embeddings.") for k in full)
-    frozen = torch.load(runs / "k0" / "best.pt", weights_only=False)
-    assert not any(k.startswith("encoder.") for k in frozen["model"]) and "encoder" not in frozen
+    frozen = load_file(runs / "k0" / "model.safetensors")
+    assert not any(k.startswith("encoder.") for k in frozen)
     assert summary(runs / "k1")["encoder"]["trainable_parameters"] == sum(v.numel() for k, v in k1["model"].items()
                                                                          if k.startswith("encoder."))
 

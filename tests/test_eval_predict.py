@@ -1,8 +1,11 @@
 """`orchestrate eval` and `orchestrate predict` on a finished run (the small run of test_run.py)."""
 import json
+import pickle
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from orchestrator.cli import main
 from orchestrator.config import DataConfig
@@ -126,3 +129,63 @@ def test_predict_refuses_a_text_file_with_an_empty_line(finished_run, tmp_path, 
     file.write_text("one\n\nthree\n")
     assert main(["predict", str(run_dir), "--file", str(file)]) == 2
     assert "has an empty line (2)" in one_error_line(capsys)
+
+
+def test_eval_loads_the_model_without_unpickling_anything(finished_run, tmp_path, monkeypatch):
+    """A run dir shared without its pickles (best.pt, checkpoint.pt) evaluates to the same numbers:
+    eval reads model.safetensors and head.json, and no unpickler runs."""
+    run_dir, cache = finished_run
+    shared = tmp_path / "shared"
+    shutil.copytree(run_dir, shared, ignore=shutil.ignore_patterns("*.pt", "evals"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    for module, name in ((torch, "load"), (pickle, "load"), (pickle, "loads"), (pickle, "Unpickler")):
+        monkeypatch.setattr(module, name, refuse)
+    assert main(["eval", "-q", str(shared), "--cache-dir", str(cache)]) == 0
+    result = json.loads((shared / "evals" / "test.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {m: result[m] for m in ("accuracy", "f1_positive", "confusion")} == \
+        {m: summary["test"][m] for m in ("accuracy", "f1_positive", "confusion")}
+
+
+def test_head_json_and_safetensors_describe_the_whole_head(finished_run):
+    """Rebuilt from the two files alone (numpy, safetensors and the exact statevector of the
+    circuit head.json describes), the head gives the probabilities the package gives."""
+    from safetensors.numpy import load_file
+
+    from orchestrator.inference import load_run
+    from orchestrator.quantum.circuits import QuantumSpec
+    from reference_sim import simulate_expectations_numpy
+
+    run_dir, _ = finished_run
+    head = json.loads((run_dir / "head.json").read_text())
+    weights = load_file(run_dir / "model.safetensors")
+    assert set(weights) == {"pre.weight", "pre.bias", "quantum_weights", "post.weight", "post.bias"}
+    assert head["labels"] == ["ham", "spam"] and head["positive_label"] == "spam"
+    assert head["circuit"]["observables"] == ["IZ", "ZI"] and head["best"]["metric"] == "f1_positive"
+
+    vectors = np.random.default_rng(0).normal(0, 0.05, (6, len(head["standardiser"]["mean"])))
+    x = (vectors - np.array(head["standardiser"]["mean"])) / np.array(head["standardiser"]["std"])
+    angles = np.tanh(x @ weights["pre.weight"].T.astype(np.float64) + weights["pre.bias"]) * np.pi / 2
+    circuit = head["circuit"]
+    spec = QuantumSpec(circuit["n_qubits"], circuit["depth"], circuit["encoding"], circuit["entangler"],
+                       tuple(circuit["observables"]))
+    expectations = simulate_expectations_numpy(spec, angles, weights["quantum_weights"])
+    logits = expectations @ weights["post.weight"].T.astype(np.float64) + weights["post.bias"]
+    rebuilt = np.exp(logits - logits.max(axis=1, keepdims=True))
+    rebuilt /= rebuilt.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(load_run(run_dir).probabilities(vectors.astype(np.float32)), rebuilt, atol=2e-5)
+
+
+def test_damaged_or_mismatched_model_files_get_one_line(finished_run, tmp_path, capsys):
+    run_dir, cache = finished_run
+    for damage in ("truncate", "other weights"):
+        broken = tmp_path / damage.replace(" ", "_")
+        shutil.copytree(run_dir, broken, ignore=shutil.ignore_patterns("evals"))
+        data = (broken / "model.safetensors").read_bytes()
+        (broken / "model.safetensors").write_bytes(data[:len(data) // 2] if damage == "truncate"
+                                                   else data[:-4] + b"    ")
+        assert main(["eval", "-q", str(broken), "--cache-dir", str(cache)]) == 2
+        assert "model.safetensors does not match head.json" in one_error_line(capsys)

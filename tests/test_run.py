@@ -35,12 +35,13 @@ def two_runs(ray_session, tmp_path_factory):
 
 def test_run_dir_holds_every_file(two_runs):
     run_dir = two_runs[0]
-    for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "best.pt",
-                 "loss.png", "accuracy.png", "confusion.png"):
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "best.pt", "model.safetensors",
+                 "head.json", "loss.png", "accuracy.png", "confusion.png"):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob(".*.tmp")), "no temporary files may be left behind"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "shots": None, "seed": None,
+    assert config["quantum"] == {"backend": "aer_simulator", "n_qubits": 2, "depth": 1, "encoding": "hadamard-ry",
+                                 "entangler": "cnot-ladder", "observables": "z", "shots": None, "seed": None,
                                  "optimization_level": 1, "max_parameter_sets_per_job": None,
                                  "circuit_workers": 0, "min_rows_for_workers": 4096, "noise_model": None,
                                  "gradient": "parameter-shift", "spsa_step": 0.1, "spsa_samples": 1,

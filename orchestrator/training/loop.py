@@ -48,6 +48,7 @@ from orchestrator.training.encoder import (EncoderHead, EncoderInputs, EncoderSe
                                            steps_per_epoch, trainable_parameters)
 from orchestrator.training.features import Features, Standardiser, class_weights
 from orchestrator.training.metrics import Scores, score
+from orchestrator.training.model_files import describe_head, load_best_weights, save_model_files
 from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, TrainState, epoch_order, load_torch,
                                          save_torch_atomically, seed_everything)
 from orchestrator.training.trackers import Trackers, open_trackers
@@ -87,6 +88,7 @@ class Training:
     label_names: list[str]
     positive_label: str
     trackers: Trackers = field(default_factory=lambda: Trackers([]))   # opened once the start step is known
+    head_description: dict = field(default_factory=dict)             # head.json, but for the best epoch
 
     @property
     def n_classes(self) -> int:
@@ -149,7 +151,7 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
 
 def finish(training: Training, config: Config, prepared: Prepared, state: TrainState, train_seconds: float) -> dict:
     """The best weights on the test split, the classical baselines, summary.json, plots, trackers."""
-    training.model.load_state_dict(load_torch(training.run_dir / BEST)["model"])
+    training.model.load_state_dict(load_best_weights(training.run_dir))
     test = evaluate(training, training.test).scores
     baselines = fit_baselines(*training.frozen_features, training.n_classes, training.positive,
                               training.class_weights, config.quantum.n_qubits, config.train)
@@ -193,7 +195,9 @@ def setup(config: Config, prepared: Prepared, run_dir: Path, initial_model: dict
                     lr_schedule=lr_schedule, loss_fn=nn.CrossEntropyLoss(weight=weights), class_weights=weights,
                     standardiser=standardiser, train=splits[0], val=splits[1], test=splits[2],
                     frozen_features=frozen_features, label_names=list(dataset.label_names),
-                    positive_label=dataset.positive_label)
+                    positive_label=dataset.positive_label,
+                    head_description=describe_head(config, standardiser.mean, standardiser.std,
+                                                   list(dataset.label_names), dataset.positive_label))
 
 
 def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftScheduler,
@@ -329,14 +333,14 @@ def checkpoint(training: Training, state: TrainState, train_seconds: float) -> N
 
 
 def save_best(training: Training, epoch: int, value: float) -> None:
-    best = {"model": training.model.state_dict(), "epoch": epoch, "metric": training.config.select_metric,
-            "value": value,
-            # what `orchestrate eval` / `predict` need to apply the model to new vectors
-            "standardiser": training.standardiser.to_dict(), "labels": training.label_names,
-            "positive_label": training.positive_label}
-    if isinstance(training.model, EncoderHead):      # its "model" holds the trained encoder layers too
-        best["encoder"] = {"train_layers": training.model.encoder.train_layers, "pooling": training.model.encoder.pooling}
-    save_torch_atomically(training.run_dir / BEST, best)
+    """best.pt, and the same weights as model.safetensors + head.json (what eval / predict load)."""
+    weights = training.model.state_dict()     # with a co-trained encoder, its trained layers too
+    chosen = {"epoch": epoch, "metric": training.config.select_metric, "value": value}
+    standardiser = {name: torch.from_numpy(values) for name, values in training.standardiser.to_dict().items()}
+    save_torch_atomically(training.run_dir / BEST, dict(
+        chosen, model=weights, standardiser=standardiser, labels=training.label_names,
+        positive_label=training.positive_label))
+    save_model_files(training.run_dir, weights, dict(training.head_description, best=chosen))
 
 
 @dataclass

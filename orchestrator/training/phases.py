@@ -27,7 +27,8 @@ from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.training.loop import Prepared, train
-from orchestrator.training.state import BEST, CHECKPOINT, load_torch
+from orchestrator.training.model_files import HEAD_FILE, WEIGHTS_FILE, load_best_weights
+from orchestrator.training.state import BEST, CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +199,11 @@ def train_planned(config: Config, prepared: Prepared, run_dir: Path, progress: b
             summary = train(phase.config, prepared, phase_dir, progress=progress,
                             resume=(phase_dir / CHECKPOINT).is_file(), initial_model=weights)
         summaries.append(summary)
-        weights = load_torch(phase_dir / BEST)["model"]
+        weights = load_best_weights(phase_dir)
     final_dir = run_dir / PHASES_DIR / plan[-1].folder
-    write_bytes_atomically(run_dir / BEST, (final_dir / BEST).read_bytes())   # what eval / predict load
+    for name in (WEIGHTS_FILE, HEAD_FILE, BEST):     # what eval / predict load: the last phase's model
+        if (final_dir / name).is_file():             # (a phase begun by an older version has best.pt only)
+            write_bytes_atomically(run_dir / name, (final_dir / name).read_bytes())
     summary = combined_summary(plan, summaries)
     write_json_atomically(run_dir / "summary.json", summary)
     return summary

@@ -1,4 +1,5 @@
-"""The state of a training run, and the files that keep it: `checkpoint.pt` and `best.pt`.
+"""The state of a training run, and the files that keep it: `checkpoint.pt` and `best.pt`
+(model.safetensors and head.json beside it: model_files.py).
 
 `TrainState` is everything the loop changes besides the model, the optimizer and the lr
 schedule: where the run is (step, epoch, next batch, this epoch's row order), the best
@@ -164,3 +165,12 @@ def load_torch(path: Path) -> dict:
     # weights_only=False: a checkpoint holds numpy and python RNG states next to tensors; it is
     # a file this project wrote into its own run dir
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_best(path: Path) -> dict:
+    """best.pt, with torch's weights-only unpickler: tensors, numbers, strings and lists. (best.pt
+    written before the standardiser was kept as tensors holds numpy arrays: allowed by name.)"""
+    numpy_arrays = [np.ndarray, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
+                    getattr(np, "_core", np.core).multiarray._reconstruct]
+    with torch.serialization.safe_globals(numpy_arrays):
+        return torch.load(path, map_location="cpu", weights_only=True)
