@@ -39,6 +39,9 @@ SECRET_KEYS = {"token", "api_key", "apikey", "ibm_token", "password"}
 SelectionMetric = Literal["f1_positive", "f1_macro", "accuracy"]
 SELECTION_METRICS = typing.get_args(SelectionMetric)
 
+RETIRED_CHANNEL = "ibm_quantum"
+RETIRED_CHANNEL_TEXT = ("config: runtime.channel 'ibm_quantum' was retired by IBM on 1 July 2025; use "
+                        "ibm_quantum_platform (IBM Quantum Platform, the default) or ibm_cloud")
 AER_SIMULATOR = "aer_simulator"  # as in the backends package, which this module must not import (qiskit)
 SCHEMA_ID = "urn:hybrid-quantum-orchestrator:config"
 
@@ -183,8 +186,9 @@ class RuntimeConfig(ConfigSection):
     """IBM Quantum (ibm_<device>) and its local testing mode (fake_<device>). The token is never
     part of a config: it comes from QISKIT_IBM_TOKEN or qiskit's saved account."""
 
-    channel: Optional[Literal["ibm_quantum_platform", "ibm_cloud", "ibm_quantum"]] = Field(
-        None, description="empty: QISKIT_IBM_CHANNEL or the saved account")
+    channel: Optional[Literal["ibm_quantum_platform", "ibm_cloud"]] = Field(
+        None, description="empty: QISKIT_IBM_CHANNEL or the saved account (IBM Quantum Platform: "
+                          "ibm_quantum_platform; IBM Cloud: ibm_cloud)")
     instance: Optional[Text] = Field(None, description="CRN or instance name; empty: QISKIT_IBM_INSTANCE "
                                                        "or the saved account")
     execution_mode: Literal["auto", "session", "batch", "job"] = Field(
@@ -194,7 +198,8 @@ class RuntimeConfig(ConfigSection):
     default_shots: Int = Field(1024, ge=1, description="when quantum.shots is empty")
     precision: Optional[Number] = Field(None, gt=0, lt=1, description="target precision instead of shots "
                                                                       "(Estimator default_precision)")
-    resilience_level: Optional[ResilienceLevel] = Field(None, description="empty: the service's default")
+    resilience_level: Optional[ResilienceLevel] = Field(None, description="empty: qiskit-ibm-runtime's "
+                                                                           "Estimator default (1)")
     dynamical_decoupling: Flag = Field(False, description="dynamical decoupling on idle qubits")
     dd_sequence: Optional[Literal["XX", "XpXm", "XY4"]] = Field(None, description="empty: the service's default")
     twirling: Flag = Field(False, description="gate and measurement twirling")
@@ -202,6 +207,13 @@ class RuntimeConfig(ConfigSection):
                                                                       "would spend more")
     retries: Int = Field(3, ge=0, description="per job, for transient failures")
     retry_backoff_seconds: Number = Field(2.0, ge=0, description="doubled after each failed attempt")
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def channel_still_offered(cls, channel: Any) -> Any:
+        if channel == RETIRED_CHANNEL:
+            raise ValueError(RETIRED_CHANNEL_TEXT)
+        return channel
 
 
 class TrainConfig(ConfigSection):

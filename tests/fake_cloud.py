@@ -36,6 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 from qiskit.providers.exceptions import QiskitBackendNotFoundError
 from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 from qiskit_ibm_runtime.exceptions import IBMRuntimeError, RuntimeJobFailureError, RuntimeJobNotFound
@@ -114,7 +115,19 @@ class FakeCloudService(QiskitRuntimeLocalService):
 
     # --- where the primitives submit --------------------------------------------------------------
 
-    def _run(self, program_id, inputs, options, **kwargs):
+    def _run_executor(self, backend, options, inputs, dry_run=False):
+        """Where qiskit-ibm-runtime's Estimator (the client-side one, on the Executor) submits a
+        job for a local device. The real service receives the job's tags and PUBs with the
+        request; local testing mode passes neither here, so they are read from the callers
+        (Executor.run's options, Estimator.run's pubs)."""
+        executor, estimator_call = caller_with("Executor"), caller_with("Estimator", "pubs")
+        tags = list(executor.f_locals["self"].options.environment.job_tags or []) if executor else []
+        pubs = estimator_call.f_locals["pubs"] if estimator_call else []
+        rows = sum(int(np.shape(pub[2])[0]) if len(pub) > 2 else 1 for pub in pubs)
+        return self.submit(lambda: super(FakeCloudService, self)._run_executor(backend, options, inputs, dry_run),
+                           tags, rows)
+
+    def submit(self, run_locally, tags: list, rows: int) -> "CloudJob":
         behaviour = self.behaviour()
         number = self.count_submission()
         if number == behaviour.get("interrupt_on_submission"):
@@ -127,15 +140,13 @@ class FakeCloudService(QiskitRuntimeLocalService):
         if behaviour.get("refuse_sessions") and submitted_in_a_session():
             # as QiskitRuntimeService._run re-raises the API's refusal
             raise IBMRuntimeError(f"Failed to run program: {RequestsApiError(OPEN_PLAN_REFUSAL, 403)}")
-        local_job = super()._run(program_id=program_id, inputs=inputs, options=options, **kwargs)
+        local_job = run_locally()
         failed = behaviour.get("fail_all", False) or number in behaviour.get("fail_results", [])
         result = None if failed else local_job.result()   # the job runs to completion "in the cloud"
-        rows = sum(int(pub.parameter_values.shape[0]) if pub.parameter_values.shape else 1
-                   for pub in inputs["pubs"]) if not failed else 0
         per_row = behaviour.get("usage_seconds_per_row")
         job_id = f"cloud-{uuid.uuid4().hex[:16]}"
-        stored = {"result": result, "failed": failed, "tags": list((options or {}).get("job_tags") or []),
-                  "quantum_seconds": rows * per_row if per_row is not None else None}
+        stored = {"result": result, "failed": failed, "tags": tags,
+                  "quantum_seconds": rows * per_row if per_row is not None and not failed else None}
         with open(self.root / "jobs" / f"{job_id}.pkl", "wb") as file:
             pickle.dump(stored, file)
         if number == behaviour.get("kill_after_submission"):
@@ -161,16 +172,25 @@ class FakeCloudService(QiskitRuntimeLocalService):
 def submitted_in_a_session() -> bool:
     """Whether the job being submitted comes through a Session that is not a Batch. The real
     service sees the session id on the request; local testing mode passes none, so look at the
-    caller (Session._run) instead."""
+    callers (the Executor on a Session) instead."""
     from qiskit_ibm_runtime import Batch, Session
 
+    executor = caller_with("Executor")
+    mode = executor.f_locals["self"].mode if executor else None
+    return isinstance(mode, Session) and not isinstance(mode, Batch)
+
+
+def caller_with(class_name: str, local: str = "self"):
+    """The nearest calling frame of a method of qiskit-ibm-runtime's class `class_name` that has
+    `local`, or None."""
     frame = sys._getframe(1)
     while frame is not None:
         caller = frame.f_locals.get("self")
-        if isinstance(caller, Session):
-            return not isinstance(caller, Batch)
+        if (type(caller).__name__ == class_name and type(caller).__module__.startswith("qiskit_ibm_runtime")
+                and local in frame.f_locals):
+            return frame
         frame = frame.f_back
-    return False
+    return None
 
 
 def submissions(root: Path) -> int:

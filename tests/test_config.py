@@ -218,7 +218,9 @@ def test_a_section_must_be_a_mapping(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("embedding.pooling=max", "config: embedding.pooling must be one of auto, cls, pooler, mean, not 'max'"),
     ("runtime.channel=ibm", "config: runtime.channel must be one of empty, ibm_quantum_platform, ibm_cloud, "
-                            "ibm_quantum, not 'ibm'"),
+                            "not 'ibm'"),
+    ("runtime.channel=ibm_quantum", "config: runtime.channel 'ibm_quantum' was retired by IBM on 1 July 2025; "
+                                    "use ibm_quantum_platform (IBM Quantum Platform, the default) or ibm_cloud"),
     ("runtime.resilience_level=3", "config: runtime.resilience_level must be one of empty, 0, 1, 2, not 3"),
     ("runtime.resilience_level=true", "config: runtime.resilience_level must be one of empty, 0, 1, 2, not True"),
     ("runtime.execution_mode=", "config: runtime.execution_mode must not be empty"),

@@ -131,6 +131,16 @@ def test_ibm_backend_without_credentials_is_one_line(cache, tmp_path, capsys, mo
     assert "fake_fez" in captured.out and "156" in captured.out and "no IBM Quantum credentials" in captured.err
 
 
+def test_the_retired_ibm_quantum_channel_is_one_line_naming_the_channels_offered(cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "not-a-real-token")
+    monkeypatch.setenv("QISKIT_IBM_CHANNEL", "ibm_quantum")
+    run_dir = tmp_path / "run"
+    assert main(["run", *TINY, "--backend", "ibm_fez", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 2
+    line = one_error_line(capsys)
+    assert "'ibm_quantum' was retired by IBM" in line and "ibm_quantum_platform" in line
+    assert "not-a-real-token" not in line and not run_dir.exists()
+
+
 def test_a_retired_device_is_named_with_the_devices_that_exist(cache, tmp_path, capsys, monkeypatch):
     install(tmp_path / "cloud", monkeypatch.setattr)
     run_dir = tmp_path / "run"

@@ -3,7 +3,7 @@
     devices.py     backend names: aer_simulator, fake_<device>, ibm_<device> (one lookup)
     aer.py         qiskit-aer on this machine (exact, shots, a fake device's noise model)
     ibm.py         IBM Quantum devices and their fake twins, through qiskit-ibm-runtime
-    estimator.py   the one-PUB EstimatorV2 helpers both use
+    estimator.py   the one-PUB Estimator helpers both use
 
 `make_scheduler(config, run_dir)` is what a run calls: the backend from `make_backend`, the job
 journal of the run dir on a remote backend (given to the scheduler when it is built), and the

@@ -1,6 +1,7 @@
-"""Helpers shared by every EstimatorV2-based backend: a whole parameter table is ONE PUB, its
-observables an (n_observables, 1) array broadcast against the (rows, n_parameters) parameter
-values, so one job returns every <O_o> for every row."""
+"""Helpers shared by every Estimator-based backend (qiskit-ibm-runtime's Estimator, Aer's
+EstimatorV2): a whole parameter table is ONE PUB, its observables an (n_observables, 1) array
+broadcast against the (rows, n_parameters) parameter values, so one job returns every <O_o> for
+every row."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -19,5 +20,5 @@ def estimator_pub(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
 
 
 def expectations_from_pub_result(pub_result) -> np.ndarray:
-    """An EstimatorV2 PubResult of `estimator_pub` -> (rows, n_observables)."""
+    """An Estimator PubResult of `estimator_pub` -> (rows, n_observables)."""
     return np.ascontiguousarray(np.asarray(pub_result.data.evs, dtype=np.float64).T)

@@ -10,8 +10,10 @@ fake devices (`fake_<device>`), on one code path.
                 else Batch, else job mode (IBM's Open plan refuses sessions: one warning, no
                 failed run); or session / batch / job as configured. Opened lazily at the first
                 job, closed by `close()` on exit, error and Ctrl-C
-    jobs        EstimatorV2(mode).run([one PUB]); only transient failures retried, with jittered backoff;
-                `attach(job_id)` finds a job a killed client submitted (service.job)
+    jobs        Estimator(mode).run([one PUB]): qiskit-ibm-runtime's current Estimator
+                (`executor_estimator.Estimator`, on the Executor; EstimatorV2 is deprecated since
+                0.50); only transient failures retried, with jittered backoff; `attach(job_id)`
+                finds a job a killed client submitted (service.job)
 
 The token never passes through this module's state or messages: the service reads it itself.
 """
@@ -23,7 +25,6 @@ import os
 import random
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -31,7 +32,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from orchestrator.config import Config
+from orchestrator.config import RETIRED_CHANNEL, RETIRED_CHANNEL_TEXT, Config
 from orchestrator.core.errors import UserError, first_line
 from orchestrator.quantum.backends.devices import backend_kind, resolve_fake_device
 from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
@@ -86,7 +87,7 @@ class RuntimeOptions:
     seed: Optional[int] = None                # the local simulator's seed (fake devices only)
 
     def estimator_options(self) -> dict:
-        """EstimatorV2 options as a plain dict (recorded in the run's resolved config too)."""
+        """Estimator options as a plain dict (recorded in the run's resolved config too)."""
         options: dict[str, Any] = {"default_shots": self.shots}
         if self.precision is not None:
             options = {"default_precision": self.precision}
@@ -106,6 +107,8 @@ def connect_service(channel: Optional[str] = None, instance: Optional[str] = Non
     """QiskitRuntimeService from the environment or the saved account; one clear error without either."""
     from qiskit_ibm_runtime import QiskitRuntimeService
 
+    if (channel or os.environ.get("QISKIT_IBM_CHANNEL")) == RETIRED_CHANNEL:
+        raise UserError(RETIRED_CHANNEL_TEXT.replace("config: runtime.channel", "the IBM channel"))
     if not os.environ.get("QISKIT_IBM_TOKEN"):
         try:
             saved = QiskitRuntimeService.saved_accounts()
@@ -208,7 +211,7 @@ def is_transient(problem: BaseException) -> bool:
 
 
 class RuntimeBackend(Backend):
-    """Implements `orchestrator.quantum.scheduler.Backend` with qiskit-ibm-runtime's EstimatorV2."""
+    """Implements `orchestrator.quantum.scheduler.Backend` with qiskit-ibm-runtime's Estimator."""
 
     def __init__(self, name: str, options: RuntimeOptions, service=None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -236,7 +239,8 @@ class RuntimeBackend(Backend):
     def estimator(self):
         """The Estimator on the open Session/Batch (opened at the first job), or on the device (job mode)."""
         if self._estimator is None:
-            from qiskit_ibm_runtime import Batch, EstimatorV2, Session
+            from qiskit_ibm_runtime import Batch, Session
+            from qiskit_ibm_runtime.executor_estimator import Estimator
 
             max_time = self.options.max_session_seconds
             device = self._execution_device or self.device
@@ -244,9 +248,7 @@ class RuntimeBackend(Backend):
                 self._mode = Session(backend=device, max_time=max_time)
             elif self.mode == "batch":
                 self._mode = Batch(backend=device, max_time=max_time)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # EstimatorV2's deprecation notice (0.51)
-                estimator = EstimatorV2(mode=self._mode or device)
+            estimator = Estimator(mode=self._mode or device)
             estimator.options.update(**self.options.estimator_options())
             if self.kind == "fake" and self.options.seed is not None:
                 estimator.options.simulator.seed_simulator = self.options.seed   # reproducible local runs
@@ -281,7 +283,7 @@ class RuntimeBackend(Backend):
         while True:
             try:
                 estimator = self.estimator()
-                estimator.options.environment.job_tags = [tag] if tag else None
+                estimator.options.environment.job_tags = [tag] if tag else []
                 return estimator.run([pub])
             except Exception as problem:
                 if not is_mode_refusal(problem):

@@ -7,7 +7,7 @@ the device (converting the 156-qubit noise model and circuits for every job: ~12
 `RehearsalDevice`: the same device restricted to those qubits, with their gates, durations,
 T1/T2 and errors, and the fake device's own noise model restricted to them. Built once per run;
 the per-job deep copy shares it instead of copying it. Jobs still go through the same path as on
-hardware: Session/Batch, qiskit-ibm-runtime's EstimatorV2, one PUB, the local service.
+hardware: Session/Batch, qiskit-ibm-runtime's Estimator, one PUB, the local service.
 
 What it leaves out: noise on qubits the circuit never touches (it cannot change the values)
 and crosstalk, which the fake devices do not model either.
