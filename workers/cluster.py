@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from typing import Any, Callable, Optional
 
 from orchestrator.core.errors import UserError
@@ -13,8 +14,14 @@ PLACEMENT_TIMEOUT_S = 60.0  # ORCHESTRATOR_PLACEMENT_TIMEOUT_S overrides it
 
 
 def connect(address: Optional[str] = None):
-    """Join the cluster at `address` (or RAY_ADDRESS); otherwise start a local Ray on this machine."""
+    """Join the cluster at `address` (or RAY_ADDRESS); otherwise start a local Ray on this machine.
+
+    What the workers print or log (warnings, errors, tracebacks) reaches this process's output,
+    each line prefixed with the worker's name and pid (and its node's ip on another node): on a
+    cluster, `ray job logs` shows it. Without a terminal, the prefixes carry no colour codes."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     import ray
 
     if ray.is_initialized():
@@ -22,12 +29,12 @@ def connect(address: Optional[str] = None):
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         check_reachable(address)
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=True)
     else:
         # Ray starts workers at niceness 15: on a machine doing anything else, the actors that do
         # all the work would starve behind it. Our own local cluster runs them at normal priority.
         os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True,
                  configure_logging=True)
     return ray
 
