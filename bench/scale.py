@@ -9,7 +9,7 @@ circuits   one parameter table of --rows rows (4 qubits, depth 6 template, exact
 embedding  `embed_dataset` of --texts SMS texts into a fresh cache (encode, write and verify the
            shards, assemble the HDF5 file) with 1 and 2 embedding workers of one torch thread
            each, actors loaded beforehand; the 1-worker figure is the anchor.
-serial     the driver-side costs of the scaling model (README): one Ray call to an actor, building
+serial     the driver-side costs of the scaling model (docs/benchmarks.md): one Ray call to an actor, building
            a parameter-shift table, joining the workers' slices, assembling an HDF5 cache.
 
 The measured configurations take turns (rounds, each in a fresh random order), so a busy machine

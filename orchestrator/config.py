@@ -126,7 +126,7 @@ class QuantumConfig(ConfigSection):
     circuit_workers: Int = Field(0, ge=0, description="aer_simulator only: Ray circuit workers a large table "
                                                       "is split over")
     min_rows_for_workers: Int = Field(4096, ge=1, description="... when it has at least this many rows "
-                                                              "(README: scaling model)")
+                                                              "(docs/benchmarks.md: scaling)")
     # simulated on the circuit's own qubits: far faster than the fake_<device> backend
     noise_model: Optional[Text] = Field(None, description="aer_simulator only: a fake device's noise "
                                                           "(fake_fez, ...), simulated on the circuit's qubits")
@@ -220,7 +220,7 @@ class TrainConfig(ConfigSection):
     """The optimizer and the training loop."""
 
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam | adamw")
-    # defaults chosen by `orchestrate sweep --seeds 5` on the quick start (README, "Sweeps"): lr 0.003
+    # defaults chosen by `orchestrate sweep --seeds 5` on the quick start (README, "Results"): lr 0.003
     # and no class weights beat 0.01 and balanced weights on mean spam F1 and its spread
     lr: Number = Field(0.003, gt=0, description="learning rate")
     # Linear(384 -> 4) overfits ~700 SMS rows without it (train acc 0.996, val 0.89); 0.5 had the best

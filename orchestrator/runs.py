@@ -11,7 +11,7 @@ the previous version of a file or the new one, never half of one.
     run_dir/best.pt           the same for torch.load(weights_only=True)
     run_dir/jobs.jsonl, jobs/ the job journal of a remote backend (orchestrator/quantum/journal.py)
     run_dir/metrics.jsonl     one JSON line per epoch
-    run_dir/summary.json      the final numbers (schema in README / DESIGN)
+    run_dir/summary.json      the final numbers (docs/summary.schema.json)
     run_dir/*.png             plots, when matplotlib is installed
 """
 from __future__ import annotations

@@ -37,7 +37,7 @@ def quantum_usage(scheduler: ParameterShiftScheduler) -> dict:
 
 def summary(config: Config, dataset: Dataset, split: Split, state: TrainState, test: Scores, baselines: dict[str, Scores],
             quantum: dict, train_seconds: float, requests: int, encoder_parameters: int = 0) -> dict:
-    """summary.json (schema in DESIGN.md / README)."""
+    """summary.json (its JSON Schema: docs/summary.schema.json)."""
     logistic = baselines["logistic_regression"]
     embed = state.embed_info
     return {
