@@ -3,8 +3,11 @@ qiskit-ibm-runtime's local testing mode, the project's rehearsal against the pla
 
     anchor    what local testing mode gives anyone: a Batch on the fake device, qiskit-ibm-runtime's
               EstimatorV2, one PUB; every job deep-copies the device, rebuilds its noise model and
-              simulates circuits as wide as the device
-    project   RuntimeBackend on the same device and the same path (Batch, EstimatorV2, one PUB),
+              simulates circuits as wide as the device. EstimatorV2 is deprecated, but its successor
+              (executor_estimator.Estimator) cannot run this plain path at all: on fake_fez every
+              circuit "requires more memory than max_memory_mb" (156 qubits), measured 2026-11-30
+    project   RuntimeBackend on the same device and the same path (Batch, the current Estimator,
+              one PUB),
               rehearsing on the qubits the circuit uses (orchestrator/quantum/backends/rehearsal.py):
               the first job builds the noise model once, the later jobs reuse it
 
@@ -49,7 +52,7 @@ def time_anchor(device_name: str, spec: QuantumSpec, table: np.ndarray, jobs: in
     pub = estimator_pub(compiled.circuit, compiled.observables, table[:, compiled.columns])
     seconds = []
     with Batch(backend=device) as batch, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", DeprecationWarning)   # the anchor is the deprecated class, on purpose
         estimator = EstimatorV2(mode=batch)
         estimator.options.default_shots = SHOTS
         for _ in range(jobs):

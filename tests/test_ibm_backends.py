@@ -116,6 +116,17 @@ def test_mitigation_and_execution_options_reach_the_primitive():
     assert estimator.options.twirling.enable_gates is True and estimator.options.twirling.enable_measure is True
 
 
+def test_resilience_defaults_to_0_in_local_testing_mode_and_to_the_services_default_on_a_device(tmp_path, monkeypatch):
+    from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
+
+    assert RuntimeBackend("fake_manila", RuntimeOptions()).estimator().options.resilience_level == 0
+    assert RuntimeBackend("fake_manila", RuntimeOptions(resilience_level=1)).estimator().options.resilience_level == 1
+    cloud = install(tmp_path / "cloud", monkeypatch.setattr)
+    on_device = RuntimeBackend("ibm_manila", RuntimeOptions(), service=cloud)
+    assert "resilience_level" not in on_device.options.estimator_options()        # the Estimator's own default
+    assert on_device.estimator().options.resilience_level == 1
+
+
 # --- ibm_<device>: credentials, names, listing ---------------------------------------------------
 
 def test_ibm_backend_without_credentials_is_one_line(cache, tmp_path, capsys, monkeypatch):
