@@ -27,7 +27,9 @@ from embeddings.encode import EncodeSettings
 from embeddings.models import ResolvedModel, resolve_model
 from embeddings.store import (CachedEmbeddings, CorruptCache, EmbeddingStore, LayerStates, ShardPlan, cache_key,
                               payload_dims)
+from orchestrator.core import locks
 from orchestrator.core.errors import UserError
+from orchestrator.core.files import usable_folder
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,24 @@ def embed_dataset(dataset: Texts, cfg: EmbeddingConfig, start_pool: Optional[Sta
     dataset_hash = dataset.content_hash()  # hashes every text: once per call
     key = dataset_cache_key(model, cfg, dataset_hash)
     store = EmbeddingStore(cfg.cache_dir)
+    usable_folder(store.root.parent, "cache dir")
+    usable_folder(store.root, "cache dir")
+    try:
+        cached = store.load(key)              # a finished file never changes: reading it needs no lock
+    except CorruptCache:
+        cached = None                         # moved aside below, under the lock
+    if cached is not None:
+        return EmbedReport(cache=cached, key=key, hit=True, pooling=cfg.pooling, seconds=time.perf_counter() - started)
+    # one process per key: a second one waits, then finds the first one's file (a cache hit)
+    with locks.waited_for(store.lock_path(key), lambda holder: log.warning(
+            f"waiting: {holder} is embedding the same data (cache key {key[:12]}...); continuing when it is done")):
+        return embed_locked(dataset, cfg, model, store, key, dataset_hash, start_pool, pool, progress, started)
+
+
+def embed_locked(dataset: Texts, cfg: EmbeddingConfig, model: ResolvedModel, store: EmbeddingStore, key: str,
+                 dataset_hash: str, start_pool: Optional[StartPool], pool: Optional[ShardPool], progress: bool,
+                 started: float) -> EmbedReport:
+    """`embed_dataset` with the key's lock held: the cache, or what is missing embedded and assembled."""
     cached, warnings = load_or_quarantine(store, key)
     if cached is not None:
         return EmbedReport(cache=cached, key=key, hit=True, pooling=cfg.pooling,

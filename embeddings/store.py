@@ -7,6 +7,7 @@ Layout under `<cache_dir>/embeddings/`:
                              A cache of layer states (embedding.train_layers = k) holds `states`
                              (every text's tokens one after another, tokens x hidden, in the compute
                              dtype) and `lengths` (tokens per text) instead of `vectors`
+    <key>.lock               held by the process that embeds <key>; another one waits for it
     <key>.parts/plan.json    while embedding: how the rows are cut into shards
     <key>.parts/shard-NNNNN.h5   one finished shard each, also written temp-then-rename
 
@@ -200,6 +201,10 @@ class EmbeddingStore:
 
     def final_path(self, key: str) -> Path:
         return self.root / f"{key}.h5"
+
+    def lock_path(self, key: str) -> Path:
+        """Held by the process embedding `key` (orchestrator/core/locks.py)."""
+        return self.root / f"{key}.lock"
 
     def parts_dir(self, key: str) -> Path:
         return self.root / f"{key}.parts"

@@ -176,11 +176,12 @@ def raise_on_sigterm(signum, frame) -> None:
 def cmd_embed(args: argparse.Namespace) -> int:
     from embeddings.models import resolve_model
     from orchestrator.data import load_dataset
-    from orchestrator.pipeline import embed_vectors
+    from orchestrator.pipeline import check_cache_dir, embed_vectors
 
     config = resolved_config(args)
     dataset = load_dataset(config.data)
     resolve_model(config.embedding.model, config.embedding.revision)  # refuse an unknown model before any output
+    check_cache_dir(config)
     counts = ", ".join(f"{name} {int((dataset.labels == i).sum())}" for i, name in enumerate(dataset.label_names))
     dropped = f", {dataset.dropped_empty} empty dropped" if dataset.dropped_empty else ""
     print(f"dataset: {dataset.source}  rows {len(dataset)} ({counts}{dropped})", file=sys.stderr)
@@ -193,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import runs
     from orchestrator.config import to_dict
     from orchestrator.core.files import write_yaml_atomically
-    from orchestrator.pipeline import prepare, record_resolved, with_vectors
+    from orchestrator.pipeline import check_cache_dir, prepare, record_resolved, with_vectors
     from orchestrator.quantum.backends import check_backend
     from orchestrator.training.phases import is_planned, plan_run, train_run
     from orchestrator.training.report import report_table
@@ -202,56 +203,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolved_config(args)
     check_backend(config)
     check_trackers(config)
+    check_cache_dir(config)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
-    runs.check_run_dir_free(run_dir)
-    prepared = prepare(config, progress=not args.quiet, embed=False)
-    plan = plan_run(config, prepared.split) if is_planned(config) else None   # a plan past the budget stops here
-    prepared = with_vectors(prepared, config, progress=not args.quiet)
-    # the run dir appears only now, after every input was checked and the vectors exist;
-    # config.yaml records what was run, with what 'auto' turned out to be
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record_resolved(config, prepared)
-    if plan is not None:
-        write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
-    summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
-                                                         plan=plan))
+    with runs.claimed_run_dir(run_dir):     # created and locked first; gone again if this fails before training
+        prepared = prepare(config, progress=not args.quiet, embed=False)
+        plan = plan_run(config, prepared.split) if is_planned(config) else None   # a plan past the budget stops here
+        prepared = with_vectors(prepared, config, progress=not args.quiet)
+        record_resolved(config, prepared)     # config.yaml records what was run, with what 'auto' turned out to be
+        if plan is not None:
+            write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
+        summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
+                                                             plan=plan))
     print(json.dumps({"run_dir": str(run_dir), "summary": summary}) if args.json else report_table(summary, run_dir))
     return 0
 
 
+def run_dir_of(path: str) -> Path:
+    """An existing run dir (one line if `path` is none)."""
+    run_dir = Path(path)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
+    return run_dir
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator import runs
     from orchestrator.config import load_config, to_dict
     from orchestrator.core.files import write_yaml_atomically
-    from orchestrator.pipeline import prepare
+    from orchestrator.pipeline import check_cache_dir, prepare
     from orchestrator.quantum.backends import check_backend
     from orchestrator.training.phases import has_started, train_run
     from orchestrator.training.report import report_table
     from orchestrator.training.trackers import check_trackers
 
-    run_dir = Path(args.run_dir)
     fixed = [item for item in args.overrides if not item.strip().startswith("runtime.")]
     if fixed:
         raise UserError(f"resume --set changes runtime settings only, not {fixed[0]!r}: the resumed run must "
                         f"train the same model on the same data")
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
-    if (run_dir / "summary.json").is_file():
-        raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
-    if not has_started(run_dir):
-        raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with orchestrate run")
-    config = load_config(str(run_dir / "config.yaml"), args.overrides)
-    if args.overrides:
-        write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
-    check_backend(config)
-    check_trackers(config)
-    prepared = prepare(config, progress=not args.quiet)
-    summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
-                                                         resume=True))
+    with runs.locked_run_dir(run_dir_of(args.run_dir)) as run_dir:
+        if (run_dir / "summary.json").is_file():
+            raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
+        if not has_started(run_dir):
+            raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with "
+                            f"orchestrate run")
+        config = load_config(str(run_dir / "config.yaml"), args.overrides)
+        if args.overrides:
+            write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
+        check_backend(config)
+        check_trackers(config)
+        check_cache_dir(config)
+        prepared = prepare(config, progress=not args.quiet)
+        summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
+                                                             resume=True))
     print(json.dumps({"run_dir": str(run_dir), "summary": summary}) if args.json else report_table(summary, run_dir))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from orchestrator.runs import locked_run_dir
+
+    with locked_run_dir(run_dir_of(args.run_dir)):     # its evals/ is written to
+        return evaluate_run(args)
+
+
+def evaluate_run(args: argparse.Namespace) -> int:
     from orchestrator.core.files import write_json_atomically
     from orchestrator.inference import load_run
     from orchestrator.pipeline import prepare

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,6 +26,7 @@ from embeddings.stage import EmbedReport, embed_dataset
 from embeddings.store import LayerStates
 from orchestrator.config import Config
 from orchestrator.core.errors import UserError
+from orchestrator.core.files import usable_folder
 from orchestrator.data import Dataset, Split, load_dataset, split_dataset
 from workers.embedding import ray_pool_starter
 
@@ -56,6 +58,14 @@ def prepare(config: Config, progress: bool = True, embed: bool = True, whole_fil
     log.info(f"dataset: {dataset.source}  {described}")
     prepared = Prepared(dataset=dataset, split=split)
     return with_vectors(prepared, config, progress) if embed else prepared
+
+
+def check_cache_dir(config: Config) -> None:
+    """One line, before any work, when the embedding cache cannot be used (a file, unwritable)."""
+    if config.embedding.train_layers != "all":
+        root = Path(config.embedding.cache_dir).expanduser()
+        usable_folder(root, "cache dir")
+        usable_folder(root / "embeddings", "cache dir")
 
 
 def with_vectors(prepared: Prepared, config: Config, progress: bool = True) -> Prepared:

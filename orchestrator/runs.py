@@ -16,16 +16,24 @@ the previous version of a file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 from orchestrator.config import flatten
+from orchestrator.core import locks
 from orchestrator.core.errors import UserError
+from orchestrator.core.files import usable_folder
 from orchestrator.training.phases import has_started
+
+
+LOCK_FILE = ".lock"     # held by the process writing to the run dir (orchestrator/core/locks.py)
 
 
 def default_run_dir(dataset_name: str, backend: str, root: str | Path = "runs") -> Path:
@@ -43,10 +51,43 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def check_run_dir_free(path: Path) -> None:
-    """Refuse a run dir that already holds files (an earlier run must not be overwritten)."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+@contextlib.contextmanager
+def claimed_run_dir(path: Path) -> Iterator[Path]:
+    """A new run dir for the block: created and locked before any work, so a second process
+    writing to it is refused at once. Refused too: a folder holding an earlier run, or one this
+    process cannot write. If the block fails before the run wrote its config.yaml, the folder
+    goes again: a failed command leaves no run dir (a folder it did not create is only emptied)."""
+    created = not path.exists()
+    if holds_a_run(path):
+        if (path / LOCK_FILE).is_file():
+            with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
+                pass            # a run in progress is named as such
         raise UserError(f"run dir {path} already exists and is not empty; pick another --run-dir")
+    usable_folder(path, "run dir")
+    with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
+        if holds_a_run(path):   # another process claimed it in between
+            raise UserError(f"run dir {path} already exists and is not empty; pick another --run-dir")
+        try:
+            yield path
+        except BaseException:
+            if not (path / "config.yaml").exists():
+                shutil.rmtree(path) if created else (path / LOCK_FILE).unlink(missing_ok=True)
+            raise
+
+
+def holds_a_run(path: Path) -> bool:
+    """Whether `path` holds anything but a lock file (a folder left by a run killed before it
+    wrote anything holds only that, and may be claimed again)."""
+    return path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
+
+
+@contextlib.contextmanager
+def locked_run_dir(path: Path) -> Iterator[Path]:
+    """An existing run dir, locked for the block (resume, eval): another process using it is
+    refused at once; a lock left by a killed process is gone with it."""
+    usable_folder(path, "run dir")
+    with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
+        yield path
 
 
 def list_runs(root: str | Path = "runs") -> list[dict]:

@@ -15,6 +15,7 @@ sweep skips its finished trials, resumes the ones that had a checkpoint and star
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -24,16 +25,17 @@ import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import yaml
 
 from orchestrator.config import Config, load_config, parse_yaml, to_dict
+from orchestrator.core import locks
 from orchestrator.core.errors import UserError
-from orchestrator.core.files import write_json_atomically, write_yaml_atomically
-from orchestrator.pipeline import Prepared, prepare, record_resolved, with_vectors
+from orchestrator.core.files import usable_folder, write_json_atomically, write_yaml_atomically
+from orchestrator.pipeline import Prepared, check_cache_dir, prepare, record_resolved, with_vectors
 from orchestrator.quantum.backends import check_backend
-from orchestrator.runs import dig, read_json, safe_name
+from orchestrator.runs import LOCK_FILE, dig, holds_a_run, locked_run_dir, read_json, safe_name
 from orchestrator.training.phases import has_started, is_planned, train_run
 from orchestrator.training.trackers import check_trackers, mlflow_tracking_uri
 
@@ -171,6 +173,27 @@ def trials_of(spec: dict) -> list[Trial]:
     return trials
 
 
+@contextlib.contextmanager
+def claimed_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> Iterator[dict]:
+    """The sweep dir for the block, locked (a second sweep driver on it is refused at once): the
+    sweep it holds, or `spec` written into a new one. A new folder that fails before its spec
+    is written goes again."""
+    created = not sweep_dir.exists()
+    if not (sweep_dir / SPEC_FILE).is_file():
+        if spec is None:
+            raise UserError(f"{sweep_dir} holds no sweep ({SPEC_FILE}); give --seeds (and --grid) to start one")
+        if holds_a_run(sweep_dir):
+            raise UserError(f"sweep dir {sweep_dir} already exists and is not empty; pick another --sweep-dir")
+    usable_folder(sweep_dir, "sweep dir")
+    try:
+        with locks.held(sweep_dir / LOCK_FILE, f"sweep dir {sweep_dir} is locked"):
+            yield claim_sweep_dir(sweep_dir, spec)
+    except BaseException:
+        if created and not (sweep_dir / SPEC_FILE).exists():
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        raise
+
+
 def claim_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> dict:
     """The sweep this folder holds (resumed), or `spec` written into a new one. Refuses a folder
     that holds something else, or another sweep than the one asked for."""
@@ -183,9 +206,8 @@ def claim_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> dict:
         return held
     if spec is None:
         raise UserError(f"{sweep_dir} holds no sweep ({SPEC_FILE}); give --seeds (and --grid) to start one")
-    if sweep_dir.exists() and (not sweep_dir.is_dir() or any(sweep_dir.iterdir())):
+    if holds_a_run(sweep_dir):
         raise UserError(f"sweep dir {sweep_dir} already exists and is not empty; pick another --sweep-dir")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     write_yaml_atomically(recorded, spec)
     return spec
 
@@ -199,12 +221,18 @@ def run_sweep(sweep_dir: Path, spec: Optional[dict], cpus_per_trial: float = 1.0
               progress: bool = True) -> dict:
     """Check every trial, claim the folder, embed once, run the unfinished trials on Ray Tune,
     write sweep.json; return it."""
-    from workers.sweep import run_trials
-
     trials = trials_of(spec) if spec is not None else None
     checked = check_trials(trials) if trials is not None else {}   # before anything is written
-    spec = claim_sweep_dir(sweep_dir, spec)
-    trials = trials if trials is not None else trials_of(spec)
+    with claimed_sweep_dir(sweep_dir, spec) as spec:
+        trials = trials if trials is not None else trials_of(spec)
+        return sweep_all(sweep_dir, spec, trials, checked, cpus_per_trial, ray_address, progress)
+
+
+def sweep_all(sweep_dir: Path, spec: dict, trials: list[Trial], checked: dict, cpus_per_trial: float,
+              ray_address: Optional[str], progress: bool) -> dict:
+    """Embed once, run the unfinished trials on Ray Tune, write sweep.json; return it."""
+    from workers.sweep import run_trials
+
     settle_trials(trials, checked, progress)   # every distinct dataset and encoder embedded once, here
     pending = [t for t in trials if not (sweep_dir / t.name / "summary.json").is_file()]
     if progress and len(pending) < len(trials):
@@ -228,6 +256,7 @@ def check_trials(trials: list[Trial]) -> dict[str, Prepared]:
             checked_backends.add(backend_key)
             check_backend(trial.config)
         if data_key(trial.config) not in datasets:
+            check_cache_dir(trial.config)
             datasets[data_key(trial.config)] = prepare(trial.config, progress=False, embed=False)
     return datasets
 
@@ -255,12 +284,14 @@ def run_trial(payload: dict, report: Callable[[dict], None]) -> dict:
     """One trial, in its Ray Tune worker: the run dir trained (or resumed) to its summary."""
     config = Config.model_validate(payload["config"])
     run_dir = Path(payload["run_dir"])
-    resume = has_started(run_dir) and not (run_dir / "summary.json").is_file()
-    if run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)                 # killed before its first checkpoint: nothing to keep
-    prepared = prepare(config, progress=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary = train_run(config, prepared, run_dir, progress=False, resume=resume, report_epoch=report)
+    with locked_run_dir(run_dir):
+        resume = has_started(run_dir) and not (run_dir / "summary.json").is_file()
+        if not resume:                         # killed before its first checkpoint: nothing to keep
+            for stale in run_dir.iterdir():
+                if stale.name != LOCK_FILE:
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        prepared = prepare(config, progress=False)
+        summary = train_run(config, prepared, run_dir, progress=False, resume=resume, report_epoch=report)
     return {"test_accuracy": summary["test"]["accuracy"], "test_f1": summary["test"]["f1_positive"],
             "logistic_regression_f1": summary["classical_baseline"]["f1_positive"]}
 

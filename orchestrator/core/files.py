@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from orchestrator.core.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
@@ -74,3 +76,23 @@ def write_yaml_atomically(target: Path | str, value: Any) -> None:
 
 def write_jsonl_atomically(target: Path | str, rows: list[dict]) -> None:
     write_text_atomically(target, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def usable_folder(path: Path | str, what: str) -> Path:
+    """`path` created if missing, and proven writable by writing in it: else UserError naming the
+    path and what is wrong (`what` says which folder: "run dir", "cache dir")."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{what} {path} is a file, not a folder") from None
+    except OSError as problem:
+        raise UserError(f"{what} {path} cannot be created: {problem.strerror or problem}") from None
+    if not path.is_dir():
+        raise UserError(f"{what} {path} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as problem:
+        raise UserError(f"{what} {path} is not writable: {problem.strerror or problem}") from None
+    return path
