@@ -11,6 +11,7 @@ trained layers in `model.safetensors` too: `eval` reads the split's cached layer
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from orchestrator.training.metrics import Scores, score
 from orchestrator.training.model_files import WEIGHTS_FILE, has_model_files, load_model_files
 from orchestrator.training.state import BEST, load_best
 
+
+log = logging.getLogger(__name__)
 
 Inputs = Union[np.ndarray, EncoderInputs]   # vectors, or a co-trained encoder's inputs
 
@@ -99,14 +102,24 @@ def load_run(run_dir: str | Path, backend: str | None = None) -> TrainedRun:
 def best_model(run_dir: Path) -> tuple[dict, Standardiser, list[str], str]:
     """(weights, standardiser, label names, positive label): from model.safetensors + head.json,
     or from the best.pt of a run written before them (torch's weights-only loader)."""
-    if has_model_files(run_dir):
-        weights, head = load_model_files(run_dir)
+    best_pt, damaged = run_dir / BEST, None
+    try:
+        weights, head = load_model_files(run_dir) if has_model_files(run_dir) else (None, None)
+    except UserError as problem:
+        if not best_pt.is_file():
+            raise
+        weights, head, damaged = None, None, problem
+    if head is not None:
         saved, labels, positive_label = head["standardiser"], head["labels"], head["positive_label"]
     else:
-        best = load_best(run_dir / BEST)
+        try:
+            best = load_best(best_pt)
+        except UserError as problem:
+            raise UserError(f"{damaged}; and {problem}" if damaged else str(problem)) from None
+        if damaged:
+            log.warning(f"{damaged}; using {BEST}, which holds the same weights")
         if "standardiser" not in best:
-            raise UserError(f"{run_dir / BEST} was written by an older version without its standardiser; "
-                            f"train the run again")
+            raise UserError(f"{best_pt} was written by an older version without its standardiser; train the run again")
         weights, saved, labels, positive_label = best["model"], best["standardiser"], best["labels"], best["positive_label"]
     standardiser = Standardiser(**{name: np.asarray(values, dtype=np.float64) for name, values in saved.items()})
     return weights, standardiser, list(labels), positive_label

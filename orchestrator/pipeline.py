@@ -63,9 +63,7 @@ def prepare(config: Config, progress: bool = True, embed: bool = True, whole_fil
 def check_cache_dir(config: Config) -> None:
     """One line, before any work, when the embedding cache cannot be used (a file, unwritable)."""
     if config.embedding.train_layers != "all":
-        root = Path(config.embedding.cache_dir).expanduser()
-        usable_folder(root, "cache dir")
-        usable_folder(root / "embeddings", "cache dir")
+        usable_folder(Path(config.embedding.cache_dir).expanduser(), "cache dir", create=False)
 
 
 def with_vectors(prepared: Prepared, config: Config, progress: bool = True) -> Prepared:

@@ -63,6 +63,7 @@ def claimed_run_dir(path: Path) -> Iterator[Path]:
             with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
                 pass            # a run in progress is named as such
         raise UserError(f"run dir {path} already exists and is not empty; pick another --run-dir")
+    usable_folder(path, "run dir", create=False)
     usable_folder(path, "run dir")
     with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
         if holds_a_run(path):   # another process claimed it in between

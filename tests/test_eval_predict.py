@@ -179,13 +179,19 @@ def test_head_json_and_safetensors_describe_the_whole_head(finished_run):
     np.testing.assert_allclose(load_run(run_dir).probabilities(vectors.astype(np.float32)), rebuilt, atol=2e-5)
 
 
-def test_damaged_or_mismatched_model_files_get_one_line(finished_run, tmp_path, capsys):
+def test_damaged_model_files_fall_back_to_best_pt_and_damage_to_both_is_one_line(finished_run, tmp_path, capsys):
     run_dir, cache = finished_run
+    expected = json.loads((run_dir / "summary.json").read_text())["test"]["accuracy"]
     for damage in ("truncate", "other weights"):
         broken = tmp_path / damage.replace(" ", "_")
         shutil.copytree(run_dir, broken, ignore=shutil.ignore_patterns("evals"))
         data = (broken / "model.safetensors").read_bytes()
         (broken / "model.safetensors").write_bytes(data[:len(data) // 2] if damage == "truncate"
                                                    else data[:-4] + b"    ")
-        assert main(["eval", "-q", str(broken), "--cache-dir", str(cache)]) == 2
-        assert "model.safetensors does not match head.json" in one_error_line(capsys)
+        assert main(["eval", "-q", str(broken), "--cache-dir", str(cache)]) == 0
+        assert "model.safetensors does not match head.json" in capsys.readouterr().err
+        assert json.loads((broken / "evals" / "test.json").read_text())["accuracy"] == expected
+        (broken / "best.pt").write_bytes((broken / "best.pt").read_bytes()[:100])
+        for command in (["eval", "-q", str(broken), "--cache-dir", str(cache)], ["predict", str(broken), "hello"]):
+            assert main(command) == 2
+            assert "best.pt is damaged" in one_error_line(capsys)

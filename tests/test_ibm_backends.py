@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from fake_cloud import install, submissions
@@ -276,6 +277,27 @@ def test_resume_reattaches_to_the_job_in_flight_and_never_pays_twice(cache, refe
         assert summary[key] == reference[key], key
     assert {k: summary["quantum"][k] for k in ("jobs", "circuits", "shots")} == \
         {k: reference["quantum"][k] for k in ("jobs", "circuits", "shots")}
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_one_before_and_the_journal_covers_the_steps_between(
+        cache, reference_cloud_run, tmp_path):
+    """Checkpoints at steps 2 and 4, job 5 in flight, then checkpoint.pt damaged: resume starts at
+    step 2 with one warning, takes jobs 3-4 from the journal, re-attaches job 5, pays nothing twice."""
+    reference = json.loads((reference_cloud_run / "run" / "summary.json").read_text())
+    cloud, run_dir = tmp_path / "cloud", tmp_path / "run"
+    start_killable_run(cloud, run_dir, cache, hang_on=5, extra=["--set", "train.checkpoint_every=2"])
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] == 4
+    (run_dir / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes()[:1000])
+    done = run_cloud(cloud, "resume", "-q", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "checkpoint.pt is damaged" in warnings[0] and \
+        "resuming from checkpoint.previous.pt (step 2)" in warnings[0], done.stderr
+    assert submissions(cloud) == submissions(reference_cloud_run / "cloud")      # zero duplicate submissions
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum"]["jobs_from_journal"] == 2 and summary["quantum"]["jobs_reattached"] == 1
+    for key in ("test", "classical_baseline", "best", "epochs_run"):
+        assert summary[key] == reference[key], key
 
 
 def test_a_kill_between_submission_and_journaling_finds_the_job_by_its_tag(cache, reference_cloud_run, tmp_path):

@@ -206,6 +206,34 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, reference_ru
     assert_same_run(killed, reference)
 
 
+def test_a_damaged_checkpoint_resumes_from_the_one_before_to_the_same_numbers(two_runs, reference_run, tmp_path,
+                                                                             capsys):
+    run_dir = tmp_path / "killed"
+    total_steps = json.loads((reference_run / "summary.json").read_text())["timing"]["steps"]
+    kill_after_checkpoint([*RESUMABLE, "--cache-dir", str(two_runs[0].parent / "cache")], run_dir, target=6,
+                          total_steps=total_steps)
+    previous_step = torch.load(run_dir / "checkpoint.previous.pt", weights_only=False)["step"]
+    (run_dir / "checkpoint.pt").write_bytes(b"")                 # damaged after the fact
+    assert main(["resume", "-q", str(run_dir)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: checkpoint.pt is damaged (")
+    assert warnings[0].endswith(f"resuming from checkpoint.previous.pt (step {previous_step}), the checkpoint before it")
+    assert_same_run(run_dir, reference_run)
+
+
+def test_two_damaged_checkpoints_are_one_line(two_runs, reference_run, tmp_path, capsys):
+    run_dir = tmp_path / "killed"
+    total_steps = json.loads((reference_run / "summary.json").read_text())["timing"]["steps"]
+    kill_after_checkpoint([*RESUMABLE, "--cache-dir", str(two_runs[0].parent / "cache")], run_dir, target=4,
+                          total_steps=total_steps)
+    for name in ("checkpoint.pt", "checkpoint.previous.pt"):
+        (run_dir / name).write_bytes(b"not a checkpoint")
+    assert main(["resume", "-q", str(run_dir)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error", "warning", "Trace"))]
+    assert len(lines) == 1 and lines[0].startswith(f"error: no checkpoint of {run_dir} can be read: checkpoint.pt "
+                                                   f"is damaged"), lines
+
+
 def test_sigterm_stops_a_run_resumably_with_exit_75(two_runs, reference_run, tmp_path):
     """A scheduler's SIGTERM: one line that says how to continue, exit 75; resumed, the same run."""
     cache, run_dir = two_runs[0].parent / "cache", tmp_path / "terminated"

@@ -78,18 +78,22 @@ def write_jsonl_atomically(target: Path | str, rows: list[dict]) -> None:
     write_text_atomically(target, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def usable_folder(path: Path | str, what: str) -> Path:
-    """`path` created if missing, and proven writable by writing in it: else UserError naming the
-    path and what is wrong (`what` says which folder: "run dir", "cache dir")."""
+def usable_folder(path: Path | str, what: str, create: bool = True) -> Path:
+    """`path` created if missing (with `create`; else only proven creatable), and proven writable
+    by writing in it: else UserError naming the path and what is wrong (`what` says which folder:
+    "run dir", "cache dir"). Checking leaves nothing behind."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder")
+    if not create and not path.exists():
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir():
+            raise UserError(f"{what} {path} cannot be created: {parent} is a file")
+        return usable_folder(parent, what, create=False) and path
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{what} {path} is a file, not a folder") from None
     except OSError as problem:
         raise UserError(f"{what} {path} cannot be created: {problem.strerror or problem}") from None
-    if not path.is_dir():
-        raise UserError(f"{what} {path} is not a folder")
     try:
         with tempfile.TemporaryFile(dir=path):
             pass

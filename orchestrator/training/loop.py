@@ -49,8 +49,8 @@ from orchestrator.training.encoder import (EncoderHead, EncoderInputs, EncoderSe
 from orchestrator.training.features import Features, Standardiser, class_weights
 from orchestrator.training.metrics import Scores, score
 from orchestrator.training.model_files import describe_head, load_best_weights, save_model_files
-from orchestrator.training.state import (BEST, CHECKPOINT, Best, EpochTally, TrainState, epoch_order, load_torch,
-                                         save_torch_atomically, seed_everything)
+from orchestrator.training.state import (BEST, Best, EpochTally, TrainState, epoch_order, load_checkpoint,
+                                         save_checkpoint, save_torch_atomically, seed_everything)
 from orchestrator.training.trackers import Trackers, open_trackers
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def start(training: Training, config: Config, embed_info: dict, initial_model: d
 
 
 def restore(training: Training) -> TrainState:
-    state = TrainState.from_checkpoint(load_torch(training.run_dir / CHECKPOINT), training.model,
+    state = TrainState.from_checkpoint(load_checkpoint(training.run_dir), training.model,
                                        training.optimizer, training.lr_schedule, training.scheduler.counters)
     log.info(f"resuming at epoch {state.epoch + 1}, step {state.step}")
     return state
@@ -326,10 +326,12 @@ def end_epoch(training: Training, state: TrainState, train_started: float, epoch
 
 def checkpoint(training: Training, state: TrainState, train_seconds: float) -> None:
     training.trackers.flush()   # what the trackers hold up to this step is on disk before the checkpoint
-    save_torch_atomically(training.run_dir / CHECKPOINT, state.to_checkpoint(
-        training.model, training.optimizer, training.lr_schedule, training.scheduler.counters, train_seconds))
-    # no resume replays what this checkpoint covers: the journal may drop those results
-    training.scheduler.job_hook.prune(up_to_request=training.scheduler.counters.requests)
+    covered_by_both, counters = state.checkpoint_requests, training.scheduler.counters
+    save_checkpoint(training.run_dir, state.to_checkpoint(
+        training.model, training.optimizer, training.lr_schedule, counters, train_seconds))
+    state.checkpoint_requests = counters.requests
+    # no resume replays what the previous checkpoint (its fallback) covers: the journal may drop those results
+    training.scheduler.job_hook.prune(up_to_request=covered_by_both)
 
 
 def save_best(training: Training, epoch: int, value: float) -> None:

@@ -28,7 +28,7 @@ from orchestrator.core.files import write_bytes_atomically, write_json_atomicall
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.training.loop import Prepared, train
 from orchestrator.training.model_files import HEAD_FILE, WEIGHTS_FILE, load_best_weights
-from orchestrator.training.state import BEST, CHECKPOINT
+from orchestrator.training.state import BEST, has_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def train_planned(config: Config, prepared: Prepared, run_dir: Path, progress: b
                      + (f" with {phase.config.quantum.noise_model}'s noise" if phase.config.quantum.noise_model else "")
                      + (f": {phase.steps} steps" if phase.steps is not None else ""))
             summary = train(phase.config, prepared, phase_dir, progress=progress,
-                            resume=(phase_dir / CHECKPOINT).is_file(), initial_model=weights)
+                            resume=has_checkpoint(phase_dir), initial_model=weights)
         summaries.append(summary)
         weights = load_best_weights(phase_dir)
     final_dir = run_dir / PHASES_DIR / plan[-1].folder
@@ -224,5 +224,5 @@ def combined_summary(plan: list[PhasePlan], summaries: list[dict]) -> dict:
 
 def has_started(run_dir: Path) -> bool:
     """Whether a run dir holds a checkpoint to resume from (its own, or a phase's)."""
-    return (run_dir / CHECKPOINT).is_file() or any((run_dir / PHASES_DIR).glob(f"*/{CHECKPOINT}"))
+    return has_checkpoint(run_dir) or any(has_checkpoint(phase) for phase in (run_dir / PHASES_DIR).glob("*"))
 

@@ -8,11 +8,16 @@ RNG states and the scheduler's job counters, `to_checkpoint` / `from_checkpoint`
 run on an exact backend reproduce the uninterrupted run's numbers.
 
 Both files are written atomically (orchestrator.core.files): a kill leaves the old one or the new one.
+Two generations of checkpoints are kept: a checkpoint.pt damaged after the fact (a full disk, a
+bad copy) is read from checkpoint.previous.pt instead, with one warning; the job journal keeps the
+results since that one (loop.checkpoint prunes only what both cover).
 """
 from __future__ import annotations
 
 import io
+import logging
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +26,15 @@ from typing import Optional
 import numpy as np
 import torch
 
+from orchestrator.core.errors import UserError, first_line
 from orchestrator.core.files import write_bytes_atomically
 from orchestrator.quantum.scheduler import SchedulerCounters
 from orchestrator.training.metrics import Scores, score
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"   # the generation before: a damaged checkpoint.pt falls back to it
 BEST = "best.pt"
 
 
@@ -87,6 +96,7 @@ class TrainState:
     step_seconds: list = field(default_factory=list)
     tally: EpochTally = field(default_factory=EpochTally)
     train_seconds_before: float = 0.0    # training time spent by earlier processes of this run
+    checkpoint_requests: int = 0         # the scheduler's requests when the last checkpoint was written
     embed_info: dict = field(default_factory=dict)     # how the run's vectors were first obtained
     started_at: str = ""                 # when and by what command the run first started (summary.json)
     command: str = ""
@@ -123,7 +133,7 @@ class TrainState:
                    history=checkpoint["history"], step_seconds=checkpoint["step_seconds"],
                    tally=EpochTally(**checkpoint["running"]), train_seconds_before=checkpoint["train_seconds"],
                    embed_info=checkpoint["embed_info"], started_at=checkpoint.get("started_at", ""),
-                   command=checkpoint.get("command", ""))
+                   command=checkpoint.get("command", ""), checkpoint_requests=saved["requests"])
 
 
 def epoch_order(n_rows: int, seed: int, epoch: int) -> np.ndarray:
@@ -161,6 +171,38 @@ def save_torch_atomically(target: Path, state: dict) -> None:
     write_bytes_atomically(target, buffer.getvalue())
 
 
+def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
+    """checkpoint.pt, the one it replaces kept as checkpoint.previous.pt."""
+    current = run_dir / CHECKPOINT
+    if current.is_file():
+        os.replace(current, run_dir / PREVIOUS_CHECKPOINT)
+    save_torch_atomically(current, checkpoint)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT).is_file() or (run_dir / PREVIOUS_CHECKPOINT).is_file()
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    """The newest readable checkpoint: checkpoint.pt, or (damaged, or gone in a kill between the
+    two renames) checkpoint.previous.pt, said in one warning; one line if neither can be read."""
+    problems = []
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = run_dir / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+            continue
+        try:
+            checkpoint = load_torch(path)
+        except Exception as problem:      # truncated, empty, overwritten: torch raises several kinds
+            problems.append(f"{name} is damaged ({first_line(problem, 120)})")
+            continue
+        if problems:
+            log.warning(f"{problems[0]}; resuming from {name} (step {checkpoint['step']}), the checkpoint before it")
+        return checkpoint
+    raise UserError(f"no checkpoint of {run_dir} can be read: {'; '.join(problems)}")
+
+
 def load_torch(path: Path) -> dict:
     # weights_only=False: a checkpoint holds numpy and python RNG states next to tensors; it is
     # a file this project wrote into its own run dir
@@ -169,8 +211,12 @@ def load_torch(path: Path) -> dict:
 
 def load_best(path: Path) -> dict:
     """best.pt, with torch's weights-only unpickler: tensors, numbers, strings and lists. (best.pt
-    written before the standardiser was kept as tensors holds numpy arrays: allowed by name.)"""
+    written before the standardiser was kept as tensors holds numpy arrays: allowed by name.)
+    A damaged file is one line."""
     numpy_arrays = [np.ndarray, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
                     getattr(np, "_core", np.core).multiarray._reconstruct]
-    with torch.serialization.safe_globals(numpy_arrays):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals(numpy_arrays):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as problem:
+        raise UserError(f"{path} is damaged ({first_line(problem, 120)})") from None
