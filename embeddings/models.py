@@ -69,6 +69,23 @@ class ResolvedModel:
                             f"layers; use 1..{count} or 'all'")
 
 
+    def max_positions(self) -> Optional[int]:
+        """The longest token sequence the encoder has position embeddings for (config.json)."""
+        try:
+            config = json.loads((Path(self.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        positions = config.get("max_position_embeddings")
+        return positions if isinstance(positions, int) and positions > 0 else None
+
+    def check_max_length(self, max_length: int) -> None:
+        """Refuse an embedding.max_length past the encoder's position embeddings, in one line."""
+        positions = self.max_positions()
+        if positions is not None and max_length > positions:
+            raise UserError(f"embedding.max_length is {max_length} but model '{self.name}' reads at most {positions} "
+                            f"tokens (max_position_embeddings); use {positions} or less")
+
+
 def resolve_model(name: str, revision: Optional[str] = None) -> ResolvedModel:
     """Find the model's local folder (downloading from the hub if needed) and fingerprint it."""
     path = local_folder(name, revision)

@@ -171,6 +171,7 @@ def embed_dataset(dataset: Texts, cfg: EmbeddingConfig, start_pool: Optional[Sta
     model = resolve_model(cfg.model, cfg.revision)
     cfg = with_model_pooling(cfg, model)
     model.check_train_layers(cfg.train_layers)
+    model.check_max_length(cfg.max_length)
     if cfg.train_layers == "all":
         raise UserError("embedding.train_layers is 'all': the whole encoder trains on the token ids, so there is "
                         "nothing to embed or cache")

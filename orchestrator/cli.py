@@ -174,13 +174,12 @@ def raise_on_sigterm(signum, frame) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from embeddings.models import resolve_model
     from orchestrator.data import load_dataset
-    from orchestrator.pipeline import check_cache_dir, embed_vectors
+    from orchestrator.pipeline import check_cache_dir, check_encoder, embed_vectors
 
     config = resolved_config(args)
     dataset = load_dataset(config.data)
-    resolve_model(config.embedding.model, config.embedding.revision)  # refuse an unknown model before any output
+    check_encoder(config)        # an unknown model, a max_length past it: before any output
     check_cache_dir(config)
     counts = ", ".join(f"{name} {int((dataset.labels == i).sum())}" for i, name in enumerate(dataset.label_names))
     dropped = f", {dataset.dropped_empty} empty dropped" if dataset.dropped_empty else ""
@@ -194,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import runs
     from orchestrator.config import to_dict
     from orchestrator.core.files import write_yaml_atomically
-    from orchestrator.pipeline import check_cache_dir, prepare, record_resolved, with_vectors
+    from orchestrator.pipeline import check_cache_dir, check_encoder, prepare, record_resolved, with_vectors
     from orchestrator.quantum.backends import check_backend
     from orchestrator.training.phases import is_planned, plan_run, train_run
     from orchestrator.training.report import report_table
@@ -204,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_backend(config)
     check_trackers(config)
     check_cache_dir(config)
+    check_encoder(config)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
     with runs.claimed_run_dir(run_dir):     # created and locked first; gone again if this fails before training
         prepared = prepare(config, progress=not args.quiet, embed=False)

@@ -381,8 +381,21 @@ def split_dataset(ds: Dataset, split: SplitConfig, duplicates: str) -> Split:
     assignment = stratified_assignment(group_labels, group_sizes, split.val, split.test,
                                        np.random.default_rng(split.seed))
     parts = [rows_of(groups, np.flatnonzero(assignment == part)) for part in (TRAIN, VAL, TEST)]
+    check_every_class_in_every_split(ds, parts, split)
     return Split(*parts, duplicates_merged=len(repeats), policy=duplicates,
                  label_conflicts=conflicts)
+
+
+def check_every_class_in_every_split(ds: Dataset, parts: list[np.ndarray], split: SplitConfig) -> None:
+    """Refuse a class too rare to be trained, validated and tested: a label on one row (a typo in
+    the file, most often) would otherwise become a class of its own, and the positive one."""
+    missing = [name for label, name in enumerate(ds.label_names)
+               if any(not np.any(ds.labels[rows] == label) for rows in parts if len(rows))]
+    if missing:
+        counts = ", ".join(f"{name} {int((ds.labels == label).sum())}" for label, name in enumerate(ds.label_names))
+        raise UserError(f"label {', '.join(map(repr, missing))} has too few rows to stratify into "
+                        f"train/val/test at {1 - split.val - split.test:g}/{split.val:g}/{split.test:g} "
+                        f"(rows per label: {counts}); fix those rows, or give the labels to expect with data.labels")
 
 
 

@@ -49,8 +49,7 @@ def prepare(config: Config, progress: bool = True, embed: bool = True, whole_fil
     (one class is enough) instead of splitting it for training."""
     dataset = load_dataset(config.data, min_classes=1 if whole_file else 2)
     if embed:
-        # refuse an unknown model, or more layers to train than it has, now
-        resolve_model(config.embedding.model, config.embedding.revision).check_train_layers(config.embedding.train_layers)
+        check_encoder(config)
     split = None if whole_file else split_dataset(dataset, config.data.split, config.data.duplicates)
     if split is not None and min(len(split.train), len(split.val), len(split.test)) == 0:
         raise UserError(f"{split.describe()}: every split needs rows; use more data or other data.split fractions")
@@ -58,6 +57,15 @@ def prepare(config: Config, progress: bool = True, embed: bool = True, whole_fil
     log.info(f"dataset: {dataset.source}  {described}")
     prepared = Prepared(dataset=dataset, split=split)
     return with_vectors(prepared, config, progress) if embed else prepared
+
+
+def check_encoder(config: Config) -> None:
+    """Refuse an unknown model, more layers to train than it has, or a max_length past its
+    position embeddings, now: before anything is written."""
+    e = config.embedding
+    model = resolve_model(e.model, e.revision)
+    model.check_train_layers(e.train_layers)
+    model.check_max_length(e.max_length)
 
 
 def check_cache_dir(config: Config) -> None:

@@ -33,7 +33,7 @@ from orchestrator.config import Config, load_config, parse_yaml, to_dict
 from orchestrator.core import locks
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import usable_folder, write_json_atomically, write_yaml_atomically
-from orchestrator.pipeline import Prepared, check_cache_dir, prepare, record_resolved, with_vectors
+from orchestrator.pipeline import Prepared, check_cache_dir, check_encoder, prepare, record_resolved, with_vectors
 from orchestrator.quantum.backends import check_backend
 from orchestrator.runs import LOCK_FILE, dig, holds_a_run, locked_run_dir, read_json, safe_name
 from orchestrator.training.phases import has_started, is_planned, train_run
@@ -257,6 +257,7 @@ def check_trials(trials: list[Trial]) -> dict[str, Prepared]:
             check_backend(trial.config)
         if data_key(trial.config) not in datasets:
             check_cache_dir(trial.config)
+            check_encoder(trial.config)
             datasets[data_key(trial.config)] = prepare(trial.config, progress=False, embed=False)
     return datasets
 

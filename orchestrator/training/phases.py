@@ -25,6 +25,7 @@ from typing import Callable, Optional
 from orchestrator.config import Config
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
+from orchestrator.quantum.backends import check_aer_capacity
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.training.loop import Prepared, train
 from orchestrator.training.model_files import HEAD_FILE, WEIGHTS_FILE, load_best_weights
@@ -110,6 +111,8 @@ def plan_run(config: Config, split) -> list[PhasePlan]:
         phases.append(estimated(noisy, split))
     else:
         log.warning(f"no fake twin of {config.quantum.backend}: no noisy-simulator phase")
+    for phase in phases:              # the Aer phases must fit this machine too
+        check_aer_capacity(phase.config.quantum.n_qubits, noisy=phase.config.quantum.noise_model is not None)
     hardware = PhasePlan(3, "hardware", phase_config(config, config.quantum.backend, None, 0), steps=0)
     fit_hardware_steps(hardware, split, config.runtime.max_qpu_seconds, h.steps)
     return phases + [hardware]

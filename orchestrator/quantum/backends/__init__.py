@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from orchestrator.config import Config
+from orchestrator.core.errors import UserError
 from orchestrator.core.paulis import observable_labels
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
 from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
@@ -35,10 +36,40 @@ def check_backend(config: Config) -> None:
     kind = backend_kind(q.backend)
     if q.noise_model is not None:
         fake_device_class(q.noise_model)
+    if kind == "aer":
+        check_aer_capacity(q.n_qubits, noisy=q.noise_model is not None)
+        return
     if kind == "ibm":
         from orchestrator.quantum.backends.ibm import connect_service, service_device
 
-        service_device(connect_service(config.runtime.channel, config.runtime.instance), q.backend)
+        device = service_device(connect_service(config.runtime.channel, config.runtime.instance), q.backend)
+    else:
+        device = fake_device_class(q.backend)()
+    check_device_capacity(device, q.backend, q.n_qubits, q.shots or config.runtime.default_shots)
+
+
+def check_aer_capacity(n_qubits: int, noisy: bool) -> None:
+    """Refuse a circuit wider than Aer can hold in this machine's memory (a noisy one is a density
+    matrix: half the qubits), before anything is written."""
+    from qiskit_aer import AerSimulator
+
+    method = "density_matrix" if noisy else "statevector"
+    limit = AerSimulator(method=method).configuration().n_qubits
+    if n_qubits > limit:
+        what = "a density matrix, with a noise model" if noisy else "a statevector"
+        raise UserError(f"quantum.n_qubits = {n_qubits} is more than aer_simulator can hold in this machine's "
+                        f"memory as {what}: at most {limit} qubits")
+
+
+def check_device_capacity(device, name: str, n_qubits: int, shots: int) -> None:
+    if n_qubits > device.num_qubits:
+        raise UserError(f"quantum.n_qubits = {n_qubits} is more than {name} has ({device.num_qubits} qubits)")
+    try:
+        max_shots = device.configuration().max_shots      # IBM devices and their fake twins say it there
+    except Exception:
+        max_shots = None
+    if isinstance(max_shots, int) and shots > max_shots:
+        raise UserError(f"{shots} shots per parameter set is more than {name} allows ({max_shots})")
 
 
 def make_backend(config: Config) -> Backend:
