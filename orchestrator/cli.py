@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted `orchestrate run` from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR", help="the run dir of the interrupted run")
     resume.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    resume.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS, else the "
+                                                             "run's, else a local Ray)")
     resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="runtime.KEY=VALUE",
                         help="change a runtime setting for the rest of the run, e.g. runtime.max_qpu_seconds=600 "
                              "(other sections are fixed: the resumed run must be the same run)")
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--backend", metavar="NAME", help="evaluate on this backend instead of the run's")
     evaluate.add_argument("--cache-dir", metavar="D", help="embedding cache folder; overrides the run's")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS, else "
+                                                               "the run's, else a local Ray)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -218,6 +222,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def address_now(args: argparse.Namespace, saved: str | None) -> str | None:
+    """The Ray cluster to use for a run dir: --ray-address or RAY_ADDRESS as given now, else the
+    one the run recorded (a resumed run follows the cluster it is resumed on)."""
+    return args.ray_address or os.environ.get("RAY_ADDRESS") or saved
+
+
 def run_dir_of(path: str) -> Path:
     """An existing run dir (one line if `path` is none)."""
     run_dir = Path(path)
@@ -247,6 +257,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with "
                             f"orchestrate run")
         config = load_config(str(run_dir / "config.yaml"), args.overrides)
+        config.ray.address = address_now(args, config.ray.address)
         if args.overrides:
             write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
         check_backend(config)
@@ -272,7 +283,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     from orchestrator.pipeline import prepare
     from orchestrator.runs import safe_name
 
-    run = load_run(args.run_dir, backend=args.backend)
+    run = load_run(args.run_dir, backend=args.backend, ray_address=address_now(args, None))
     config = run.config
     if args.cache_dir:
         config.embedding.cache_dir = args.cache_dir
@@ -307,7 +318,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.file):
         raise UserError("give the texts to classify as arguments or with --file F, not both and not neither")
     texts = check_texts(args.texts) if args.texts else read_texts(args.file)
-    run = load_run(args.run_dir, backend=args.backend)
+    run = load_run(args.run_dir, backend=args.backend, ray_address=os.environ.get("RAY_ADDRESS"))
     probabilities = run.probabilities(encode_texts(texts, run))
     for text, row in zip(texts, probabilities):
         label = run.label_names[int(row.argmax())]

@@ -77,11 +77,11 @@ class TrainedRun:
         return score(labels, predicted, len(self.label_names), self.positive)
 
 
-def load_run(run_dir: str | Path, backend: str | None = None) -> TrainedRun:
+def load_run(run_dir: str | Path, backend: str | None = None, ray_address: str | None = None) -> TrainedRun:
     """The best model of a finished (or interrupted, once it has a best.pt) run.
 
     `backend` evaluates on another backend than the one trained on (e.g. aer_simulator for a
-    model trained on hardware)."""
+    model trained on hardware); `ray_address`, the cluster to use instead of the one the run recorded."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
@@ -90,6 +90,7 @@ def load_run(run_dir: str | Path, backend: str | None = None) -> TrainedRun:
                         f"first epoch)")
     overrides = [f"quantum.backend={backend}"] if backend else []
     config = load_config(str(run_dir / "config.yaml"), overrides)
+    config.ray.address = ray_address or config.ray.address
     weights, standardiser, labels, positive_label = best_model(run_dir)
     model = HybridHead(len(standardiser.mean), len(labels), make_scheduler(config))
     if config.embedding.train_layers != 0:

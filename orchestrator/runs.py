@@ -68,6 +68,9 @@ def claimed_run_dir(path: Path) -> Iterator[Path]:
     with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
         if holds_a_run(path):   # another process claimed it in between
             raise UserError(f"run dir {path} already exists and is not empty; pick another --run-dir")
+        for stale in path.iterdir():        # what a run killed before its first checkpoint left
+            if stale.name != LOCK_FILE:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         try:
             yield path
         except BaseException:
@@ -77,9 +80,13 @@ def claimed_run_dir(path: Path) -> Iterator[Path]:
 
 
 def holds_a_run(path: Path) -> bool:
-    """Whether `path` holds anything but a lock file (a folder left by a run killed before it
-    wrote anything holds only that, and may be claimed again)."""
-    return path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
+    """Whether `path` holds anything worth keeping. A folder left by a run killed before its first
+    checkpoint holds at most its lock and config.yaml (nothing to resume) and may be claimed again."""
+    if not path.is_dir():
+        return False
+    started_nothing = (path / "config.yaml").is_file() and not has_started(path) and not (path / "summary.json").exists()
+    kept = {LOCK_FILE} | ({"config.yaml", "tensorboard", "plan.json", "phases"} if started_nothing else set())
+    return any(p.name not in kept for p in path.iterdir())
 
 
 @contextlib.contextmanager

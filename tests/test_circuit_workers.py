@@ -152,3 +152,24 @@ def test_circuit_workers_without_a_place_are_left_out_with_a_message_not_waited_
     finally:
         for actor in holders + workers:
             ray.kill(actor)
+
+
+def test_a_slice_that_never_returns_stops_the_run_resumably_in_bounded_time(ray_session, monkeypatch):
+    """A restarted worker that can be placed nowhere leaves its slice waiting forever: the job
+    gives up after the placement timeout plus a time per row, as a BackendFailure (exit 75)."""
+    import ray
+
+    from orchestrator.core.errors import BackendFailure
+    from workers.circuits import WorkerJob
+
+    monkeypatch.setenv("ORCHESTRATOR_PLACEMENT_TIMEOUT_S", "2")
+
+    @ray.remote(num_cpus=0)
+    def never_returns():
+        time.sleep(3600)
+
+    job = WorkerJob([never_returns.remote()], rows=100)
+    started = time.monotonic()
+    with pytest.raises(BackendFailure, match=r"did not return a table within 3 s \(a restarted worker may have"):
+        job.result()
+    assert time.monotonic() - started < 10

@@ -152,3 +152,38 @@ def test_a_second_run_on_the_same_run_dir_is_refused_and_the_first_is_kept(ray_s
     assert first.returncode == 0
     assert (run_dir / "summary.json").is_file()
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["seed"] == 0
+
+
+def test_a_run_dir_killed_before_its_first_checkpoint_is_claimed_again(ray_session, tmp_path):
+    """config.yaml and no checkpoint: nothing to resume (resume says to run again), so the same
+    --run-dir is taken again rather than refused as 'not empty'."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("{}")
+    (run_dir / "config.yaml").write_text(yaml_of_a_run())
+    assert main(["resume", str(run_dir)]) == 2
+    assert main(["run", *SMALL, "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(run_dir)]) == 0
+    assert (run_dir / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("given", ["flag", "environment", "neither"])
+def test_an_address_given_now_wins_over_the_one_the_run_saved(tmp_path, monkeypatch, given):
+    import orchestrator.pipeline
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml_of_a_run().replace("address: null", "address: 10.0.0.9:6379"))
+    (run_dir / "checkpoint.pt").write_bytes(b"")          # has_started: resume goes on to prepare
+    seen = []
+
+    def stop(config, **kwargs):
+        seen.append(config.ray.address)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(orchestrator.pipeline, "prepare", stop)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if given == "environment":
+        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+    flag = ["--ray-address", "10.0.0.1:6379"] if given == "flag" else []
+    assert main(["resume", str(run_dir), *flag]) == 2
+    assert seen == [{"flag": "10.0.0.1:6379", "environment": "10.0.0.2:6379", "neither": "10.0.0.9:6379"}[given]]

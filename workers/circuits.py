@@ -14,15 +14,18 @@ backend, `next_seed(shots)`.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from orchestrator.core.errors import UserError
+from orchestrator.core.errors import BackendFailure, UserError
 from workers.cluster import connect, place_actors, placement_timeout_s
 
 RESTARTS = 3   # per actor: restarts after a crash, and retries of the slice it was evaluating
+# a slice's wait: the placement timeout plus this per row (measured ~0.1-0.5 ms a row at 4-8 qubits)
+SECONDS_PER_ROW = float(os.environ.get("ORCHESTRATOR_SECONDS_PER_ROW", "0.01"))
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +69,29 @@ def start_circuit_workers(make_backend: Callable[[], Any], count: int, cpus_per_
 
 
 class WorkerJob:
-    """A job whose table was split over circuit workers; slices come back in order."""
+    """A job whose table was split over circuit workers; slices come back in order.
 
-    def __init__(self, refs: list) -> None:
+    The wait is bounded: a worker that Ray restarts but can place nowhere (its node gone, no CPU
+    free) would otherwise hold the run forever. Past the placement timeout plus a generous time
+    per row, the run stops resumably, saying so in one line."""
+
+    def __init__(self, refs: list, rows: int) -> None:
         self._refs = refs
         self.job_id = f"ray-{uuid.uuid4()}"
+        self.timeout_s = placement_timeout_s() + SECONDS_PER_ROW * rows
 
     def result(self) -> np.ndarray:
         import ray
 
-        return np.concatenate(ray.get(self._refs), axis=0)
+        try:
+            return np.concatenate(ray.get(self._refs, timeout=self.timeout_s), axis=0)
+        except ray.exceptions.GetTimeoutError:
+            for ref in self._refs:
+                ray.cancel(ref, force=True)
+            free = ray.available_resources().get("CPU", 0)
+            raise BackendFailure(f"aer: the circuit workers did not return a table within {self.timeout_s:.0f} s "
+                                 f"(a restarted worker may have found no place on the cluster; CPUs free: {free:g})"
+                                 ) from None
 
     def quantum_seconds(self) -> Optional[float]:
         return None
@@ -114,7 +130,7 @@ class FannedOutBackend:
         refs = [actor.evaluate.remote(circuit_ref, observables_ref, table[rows[0]:rows[-1] + 1],
                                       shots, self.local.next_seed(shots))
                 for actor, rows in zip(actors, slices) if len(rows)]
-        return WorkerJob(refs)
+        return WorkerJob(refs, len(table))
 
     def _started_actors(self, ray) -> list:
         if not self._actors:

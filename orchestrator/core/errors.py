@@ -40,6 +40,11 @@ class Interrupted(ResumableStop):
     exit_code = EXIT_INTERRUPTED
 
 
+class BackendFailure(RuntimeError):
+    """A backend kept failing after every retry, or did not answer in time: the run stops,
+    resumable from its last checkpoint (`orchestrate resume`, exit 75)."""
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (a scheduler or cluster ending the job): raised in the main thread. A
     BaseException, as KeyboardInterrupt is, so that no `except Exception` retry loop swallows it."""

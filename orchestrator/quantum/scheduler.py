@@ -25,7 +25,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from orchestrator.core.errors import first_line
+from orchestrator.core.errors import BackendFailure, first_line
 from orchestrator.quantum import shift_rule
 from orchestrator.quantum.gradients import GradientMethod
 from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
@@ -84,8 +84,6 @@ class Backend(Protocol):
         """Give back what the backend holds (a Session, Ray workers); called once at the end."""
 
 
-class BackendFailure(RuntimeError):
-    """A backend kept failing after every retry: the run stops, resumable from its last checkpoint."""
 
 
 # --- hooks and counters ------------------------------------------------------------------------
