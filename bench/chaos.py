@@ -1,0 +1,295 @@
+"""Chaos suite: kill -9 at random moments, and processes that collide, against what an
+undisturbed run gives. Every scenario prints "k/N identical, D duplicate submissions, O orphans".
+
+    embed       `orchestrate embed` killed at a random moment, then run again to the end: the
+                cache file's vectors, labels and shard checksums against an undisturbed embed's
+    train       `orchestrate run` (exact Aer, cache warm) killed at a random moment, then
+                `orchestrate resume` (or run again, if it died before its first checkpoint): the
+                summary's numbers and every epoch's metrics against an undisturbed run's
+    cloud       a run on `ibm_manila` through the stand-in cloud (tests/fake_cloud.py: local
+                testing mode behind a stand-in for the service) killed with jobs in flight,
+                then resumed: the numbers, and jobs paid for against the undisturbed run's
+    cache       two `orchestrate embed` on one cache key, the second started 0-25 s after the
+                first: both succeed, the texts are encoded once
+    rundir      two `orchestrate run` on one --run-dir, the second 0-10 s after the first: the
+                second is refused at once, the first's run is the undisturbed one
+
+Orphans: anything left behind that nobody will read: `.parts` folders or temporary files in the
+cache, temporary files in run dirs, a lock still held. Everything runs in --workdir (a fresh
+temporary folder by default) on the packaged SMS sample; nothing needs a network.
+
+    .venv/bin/python bench/chaos.py [--n 20] [--scenarios embed,train,cloud,cache,rundir] [--seed 0]
+
+Tables go to stderr; stdout gets one JSON line per scenario.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+EMBED = ["embed", "-q", "--limit", "400", "--workers", "1", "--set", "embedding.shard_rows=50"]
+RUN = ["run", "-q", "--limit", "200", "--epochs", "2", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
+       "--set", "train.batch_size=16", "--set", "train.checkpoint_every=2", "--set", "train.trackers=[]"]
+CLOUD_RUN = ["run", "-q", "--limit", "60", "--epochs", "1", "--backend", "ibm_manila", "--set", "quantum.n_qubits=2",
+             "--set", "quantum.depth=1", "--set", "train.batch_size=8", "--set", "quantum.shots=200",
+             "--set", "quantum.seed=5", "--set", "runtime.retry_backoff_seconds=0", "--set", "hardware.plan=false",
+             "--set", "train.checkpoint_every=2", "--set", "train.trackers=[]"]
+ENVIRONMENT = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                   RAY_ADDRESS="")
+
+
+def orchestrate(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", *args]
+
+
+def through_cloud(cloud: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.fake_cloud", str(cloud), "--", *args]
+
+
+def run(command: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True, timeout=timeout)
+
+
+def timed(command: list[str]) -> float:
+    started = time.monotonic()
+    done = run(command)
+    if done.returncode != 0:
+        raise SystemExit(f"the undisturbed run failed: {done.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def killed_at(command: list[str], after_s: float) -> bool:
+    """Start `command`, SIGKILL it `after_s` seconds later; whether it was still running then."""
+    process = subprocess.Popen(command, cwd=REPO, env=ENVIRONMENT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=after_s)
+        return False
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        return True
+
+
+# --- what is compared ---------------------------------------------------------------------------
+
+def cache_content(cache: Path) -> dict:
+    """The one finished cache file's vectors, labels and shard checksums."""
+    files = list((cache / "embeddings").glob("*.h5"))
+    assert len(files) == 1, files
+    with h5py.File(files[0], "r") as f:
+        manifest = json.loads(f.attrs["manifest"])
+        return {"vectors": np.asarray(f["vectors"]), "labels": np.asarray(f["labels"]),
+                "shards": manifest.get("shards")}
+
+
+def same_cache(a: dict, b: dict) -> bool:
+    return (np.array_equal(a["vectors"], b["vectors"]) and np.array_equal(a["labels"], b["labels"])
+            and a["shards"] == b["shards"])
+
+
+def run_numbers(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in metrics:
+        row.pop("seconds", None)
+    return {"test": summary["test"], "baseline": summary["classical_baseline"], "best": summary["best"],
+            "steps": summary["timing"]["steps"], "jobs": summary["quantum"]["jobs"], "metrics": metrics}
+
+
+def orphans(*folders: Path) -> list[str]:
+    """Leftovers nobody will read: parts folders, temporary files, locks still held."""
+    from orchestrator.core import locks
+
+    found = []
+    for folder in folders:
+        if not folder.exists():
+            continue
+        found += [str(p) for p in folder.rglob("*.parts")]
+        found += [str(p) for p in folder.rglob(".*.tmp")]
+        for lock in folder.rglob("*.lock"):
+            descriptor = locks.try_lock(lock)
+            if descriptor is None:
+                found.append(f"{lock} (still held)")
+            else:
+                locks.release(descriptor)
+    return found
+
+
+def finish_run(command_of, run_dir: Path, run_args: list[str]) -> subprocess.CompletedProcess:
+    """Resume a killed run, or (killed before its first checkpoint) the same `run` again."""
+    from orchestrator.training.phases import has_started
+
+    if has_started(run_dir):
+        return run(command_of("resume", "-q", str(run_dir)))
+    return run(command_of(*run_args, "--run-dir", str(run_dir)))
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+def scenario_embed(work: Path, n: int, rng: random.Random) -> dict:
+    reference_cache = work / "embed-reference"
+    duration = timed(orchestrate(*EMBED, "--cache-dir", str(reference_cache)))
+    reference = cache_content(reference_cache)
+    identical, leftovers, killed = 0, [], 0
+    for trial in range(n):
+        cache = work / f"embed-{trial}"
+        killed += killed_at(orchestrate(*EMBED, "--cache-dir", str(cache)), rng.uniform(0.5, duration))
+        done = run(orchestrate(*EMBED, "--cache-dir", str(cache)))
+        identical += done.returncode == 0 and same_cache(cache_content(cache), reference)
+        leftovers += orphans(cache)
+        shutil.rmtree(cache, ignore_errors=True)
+    return {"identical": identical, "killed": killed, "duplicate_submissions": 0, "orphans": leftovers,
+            "undisturbed_s": duration}
+
+
+def scenario_train(work: Path, n: int, rng: random.Random) -> dict:
+    cache = work / "train-cache"
+    run(orchestrate(*EMBED[:1], "-q", "--limit", "200", "--cache-dir", str(cache)))      # the cache warm
+    reference_dir = work / "train-reference"
+    duration = timed(orchestrate(*RUN, "--cache-dir", str(cache), "--run-dir", str(reference_dir)))
+    reference = run_numbers(reference_dir)
+
+    def command_of(*args):
+        return orchestrate(*args, *(["--cache-dir", str(cache)] if args[0] == "run" else []))
+
+    identical, leftovers, killed = 0, [], 0
+    for trial in range(n):
+        run_dir = work / f"train-{trial}"
+        killed += killed_at(command_of(*RUN, "--run-dir", str(run_dir)), rng.uniform(0.5, duration))
+        done = finish_run(command_of, run_dir, RUN) if not (run_dir / "summary.json").exists() else None
+        same = (done is None or done.returncode == 0) and run_numbers(run_dir) == reference
+        identical += same
+        leftovers += orphans(run_dir)
+        if same:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    leftovers += orphans(cache)
+    return {"identical": identical, "killed": killed, "duplicate_submissions": 0, "orphans": leftovers,
+            "undisturbed_s": duration}
+
+
+def scenario_cloud(work: Path, n: int, rng: random.Random) -> dict:
+    from fake_cloud import jobs_kept
+
+    cache = work / "cloud-cache"
+    run(orchestrate(*EMBED[:1], "-q", "--limit", "60", "--cache-dir", str(cache)))
+    reference_dir, reference_cloud = work / "cloud-reference", work / "cloud-reference-service"
+    duration = timed(through_cloud(reference_cloud, *CLOUD_RUN, "--cache-dir", str(cache),
+                                   "--run-dir", str(reference_dir)))
+    reference, paid_for = run_numbers(reference_dir), jobs_kept(reference_cloud)
+    identical, duplicates, leftovers, killed = 0, 0, [], 0
+    for trial in range(n):
+        cloud, run_dir = work / f"cloud-{trial}-service", work / f"cloud-{trial}"
+
+        def command_of(*args, cloud=cloud):
+            return through_cloud(cloud, *args, *(["--cache-dir", str(cache)] if args[0] == "run" else []))
+
+        killed += killed_at(command_of(*CLOUD_RUN, "--run-dir", str(run_dir)), rng.uniform(1.0, duration))
+        done = finish_run(command_of, run_dir, CLOUD_RUN) if not (run_dir / "summary.json").exists() else None
+        same = (done is None or done.returncode == 0) and run_numbers(run_dir) == reference
+        identical += same
+        duplicates += max(0, jobs_kept(cloud) - paid_for)
+        leftovers += orphans(run_dir)
+        if same:                       # a trial that differs stays in the workdir, to be looked at
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(cloud, ignore_errors=True)
+    return {"identical": identical, "killed": killed, "duplicate_submissions": duplicates, "orphans": leftovers,
+            "undisturbed_s": duration}
+
+
+def scenario_cache(work: Path, n: int, rng: random.Random) -> dict:
+    reference = cache_content(work / "embed-reference") if (work / "embed-reference").exists() else None
+    identical, encoded_twice, leftovers = 0, 0, []
+    for trial in range(n):
+        cache = work / f"cache-{trial}"
+        command = orchestrate(*EMBED, "--cache-dir", str(cache))
+        first = subprocess.Popen(command, cwd=REPO, env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        time.sleep(rng.uniform(0, 25))
+        second = subprocess.Popen(command, cwd=REPO, env=ENVIRONMENT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        outputs = [process.communicate(timeout=900)[0] for process in (first, second)]
+        encoded = sum(bool(out.strip()) and out.strip().splitlines()[-1].startswith("cache: ") for out in outputs)
+        encoded_twice += encoded > 1
+        content = cache_content(cache)
+        identical += (first.returncode == second.returncode == 0 and encoded == 1
+                      and (reference is None or same_cache(content, reference)))
+        leftovers += orphans(cache)
+        shutil.rmtree(cache, ignore_errors=True)
+    return {"identical": identical, "encoded_twice": encoded_twice, "duplicate_submissions": 0, "orphans": leftovers}
+
+
+def scenario_rundir(work: Path, n: int, rng: random.Random) -> dict:
+    cache = work / "train-cache"
+    run(orchestrate(*EMBED[:1], "-q", "--limit", "200", "--cache-dir", str(cache)))
+    reference_dir = work / "rundir-reference"
+    if not reference_dir.exists():
+        timed(orchestrate(*RUN, "--cache-dir", str(cache), "--run-dir", str(reference_dir)))
+    reference = run_numbers(reference_dir)
+    identical, leftovers = 0, []
+    for trial in range(n):
+        run_dir = work / f"rundir-{trial}"
+        command = orchestrate(*RUN, "--cache-dir", str(cache), "--run-dir", str(run_dir))
+        first = subprocess.Popen(command, cwd=REPO, env=ENVIRONMENT, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, 10))
+        second = run([*command, "--set", "train.seed=1"])
+        first.wait(timeout=900)
+        refused = second.returncode == 2 and ("is locked" in second.stderr or "not empty" in second.stderr)
+        identical += refused and first.returncode == 0 and run_numbers(run_dir) == reference
+        leftovers += orphans(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return {"identical": identical, "duplicate_submissions": 0, "orphans": leftovers}
+
+
+SCENARIOS = {"embed": scenario_embed, "train": scenario_train, "cloud": scenario_cloud, "cache": scenario_cache,
+             "rundir": scenario_rundir}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20, help="trials per scenario (kills, or colliding pairs)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
+    parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments and offsets")
+    parser.add_argument("--workdir", help="where the runs go (default: a new temporary folder, removed after)")
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    failed = False
+    try:
+        for name in args.scenarios.split(","):
+            started = time.monotonic()
+            result = SCENARIOS[name](work, args.n, rng)
+            result.update(scenario=name, n=args.n, seconds=round(time.monotonic() - started))
+            print(f"{name:<8} {result['identical']}/{args.n} identical, {result['duplicate_submissions']} duplicate "
+                  f"submissions, {len(result['orphans'])} orphans"
+                  + (f"  ({result['killed']} killed mid-run)" if "killed" in result else "")
+                  + (f"  ({result['encoded_twice']} encoded twice)" if "encoded_twice" in result else "")
+                  + f"  [{result['seconds']} s]", file=sys.stderr, flush=True)
+            print(json.dumps(dict(result, orphans=result["orphans"][:20])), flush=True)
+            failed |= result["identical"] < args.n or result["duplicate_submissions"] > 0 or bool(result["orphans"])
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
