@@ -52,35 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the run dir and summary.json as one JSON object")
     run.set_defaults(func=cmd_run)
 
-    resume = commands.add_parser("resume", help="continue an interrupted `orchestrate run` from its last checkpoint")
-    resume.add_argument("run_dir", metavar="RUN_DIR", help="the run dir of the interrupted run")
-    resume.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    resume.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS, else the "
-                                                             "run's, else a local Ray)")
-    resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="runtime.KEY=VALUE",
-                        help="change a runtime setting for the rest of the run, e.g. runtime.max_qpu_seconds=600 "
-                             "(other sections are fixed: the resumed run must be the same run)")
-    resume.add_argument("--json", action="store_true", help="print the run dir and summary.json as one JSON object")
-    resume.set_defaults(func=cmd_resume)
-
-    evaluate = commands.add_parser("eval", help="score a run's best model on its test split or on another labelled file")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
-    evaluate.add_argument("--data", metavar="F", help="a labelled file in the run's format (default: the run's test split)")
-    evaluate.add_argument("--backend", metavar="NAME", help="evaluate on this backend instead of the run's")
-    evaluate.add_argument("--cache-dir", metavar="D", help="embedding cache folder; overrides the run's")
-    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    evaluate.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS, else "
-                                                               "the run's, else a local Ray)")
-    evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    evaluate.set_defaults(func=cmd_eval)
-
-    predict = commands.add_parser("predict", help="label texts with a run's best model")
-    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
-    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
-    predict.add_argument("--file", metavar="F", help="classify every line of F ('-': standard input)")
-    predict.add_argument("--backend", metavar="NAME", help="predict on this backend instead of the run's")
-    predict.add_argument("--json", action="store_true", help="one JSON object per text, with every class's probability")
-    predict.set_defaults(func=cmd_predict)
+    add_run_dir_commands(commands)
 
     backends = commands.add_parser("backends", help="list the quantum backends: Aer, fake devices, your IBM Quantum devices")
     backends.add_argument("--config", metavar="F", help="run config whose runtime section names the channel / instance")
@@ -96,6 +68,40 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--json", action="store_true", help="the estimate (and a device run's plan) as one JSON object")
     estimate.set_defaults(func=cmd_estimate)
     return parser
+
+
+RUN_DIR_ADDRESS_HELP = "join this Ray cluster (default: RAY_ADDRESS, else the run's, else a local Ray)"
+
+
+def add_run_dir_commands(commands) -> None:
+    """`resume`, `eval` and `predict`: what works on a run dir that `run` wrote."""
+    resume = commands.add_parser("resume", help="continue an interrupted `orchestrate run` from its last checkpoint")
+    resume.add_argument("run_dir", metavar="RUN_DIR", help="the run dir of the interrupted run")
+    resume.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    resume.add_argument("--ray-address", metavar="ADDR", help=RUN_DIR_ADDRESS_HELP)
+    resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="runtime.KEY=VALUE",
+                        help="change a runtime setting for the rest of the run, e.g. runtime.max_qpu_seconds=600 "
+                             "(other sections are fixed: the resumed run must be the same run)")
+    resume.add_argument("--json", action="store_true", help="print the run dir and summary.json as one JSON object")
+    resume.set_defaults(func=cmd_resume)
+
+    evaluate = commands.add_parser("eval", help="score a run's best model on its test split or on another labelled file")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
+    evaluate.add_argument("--data", metavar="F", help="a labelled file in the run's format (default: the run's test split)")
+    evaluate.add_argument("--backend", metavar="NAME", help="evaluate on this backend instead of the run's")
+    evaluate.add_argument("--cache-dir", metavar="D", help="embedding cache folder; overrides the run's")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--ray-address", metavar="ADDR", help=RUN_DIR_ADDRESS_HELP)
+    evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    evaluate.set_defaults(func=cmd_eval)
+
+    predict = commands.add_parser("predict", help="label texts with a run's best model")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    predict.add_argument("--file", metavar="F", help="classify every line of F ('-': standard input)")
+    predict.add_argument("--backend", metavar="NAME", help="predict on this backend instead of the run's")
+    predict.add_argument("--json", action="store_true", help="one JSON object per text, with every class's probability")
+    predict.set_defaults(func=cmd_predict)
 
 
 def add_run_listing_commands(commands) -> None:
