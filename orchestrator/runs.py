@@ -84,7 +84,9 @@ def holds_a_run(path: Path) -> bool:
     checkpoint holds at most its lock and config.yaml (nothing to resume) and may be claimed again."""
     if not path.is_dir():
         return False
-    started_nothing = (path / "config.yaml").is_file() and not has_started(path) and not (path / "summary.json").exists()
+    # (the lock file proves a run made the folder: a user's own config.yaml in it is never taken)
+    started_nothing = ((path / LOCK_FILE).is_file() and (path / "config.yaml").is_file() and not has_started(path)
+                       and not (path / "summary.json").exists())
     kept = {LOCK_FILE} | ({"config.yaml", "tensorboard", "plan.json", "phases"} if started_nothing else set())
     return any(p.name not in kept for p in path.iterdir())
 

@@ -164,6 +164,11 @@ def test_a_run_dir_killed_before_its_first_checkpoint_is_claimed_again(ray_sessi
     assert main(["resume", str(run_dir)]) == 2
     assert main(["run", *SMALL, "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(run_dir)]) == 0
     assert (run_dir / "summary.json").is_file()
+    mine = tmp_path / "mine"                 # a folder holding the user's own config.yaml is not taken
+    mine.mkdir()
+    (mine / "config.yaml").write_text("train: {epochs: 1}\n")
+    assert main(["run", *SMALL, "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(mine)]) == 2
+    assert (mine / "config.yaml").read_text() == "train: {epochs: 1}\n"
 
 
 @pytest.mark.parametrize("given", ["flag", "environment", "neither"])
