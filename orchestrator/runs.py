@@ -68,15 +68,20 @@ def claimed_run_dir(path: Path) -> Iterator[Path]:
     with locks.held(path / LOCK_FILE, f"run dir {path} is locked"):
         if holds_a_run(path):   # another process claimed it in between
             raise UserError(f"run dir {path} already exists and is not empty; pick another --run-dir")
-        for stale in path.iterdir():        # what a run killed before its first checkpoint left
-            if stale.name != LOCK_FILE:
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        clear_but_lock(path)                # what a run killed before its first checkpoint left
         try:
             yield path
         except BaseException:
             if not (path / "config.yaml").exists():
                 shutil.rmtree(path) if created else (path / LOCK_FILE).unlink(missing_ok=True)
             raise
+
+
+def clear_but_lock(path: Path) -> None:
+    """Remove everything in the run dir `path` but its lock file (held by the caller)."""
+    for stale in path.iterdir():
+        if stale.name != LOCK_FILE:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
 def holds_a_run(path: Path) -> bool:

@@ -35,7 +35,7 @@ from orchestrator.core.errors import UserError
 from orchestrator.core.files import usable_folder, write_json_atomically, write_yaml_atomically
 from orchestrator.pipeline import Prepared, check_cache_dir, check_encoder, prepare, record_resolved, with_vectors
 from orchestrator.quantum.backends import check_backend
-from orchestrator.runs import LOCK_FILE, dig, holds_a_run, locked_run_dir, read_json, safe_name
+from orchestrator.runs import LOCK_FILE, clear_but_lock, dig, holds_a_run, locked_run_dir, read_json, safe_name
 from orchestrator.training.phases import has_started, is_planned, train_run
 from orchestrator.training.trackers import check_trackers, mlflow_tracking_uri
 
@@ -288,9 +288,7 @@ def run_trial(payload: dict, report: Callable[[dict], None]) -> dict:
     with locked_run_dir(run_dir):
         resume = has_started(run_dir) and not (run_dir / "summary.json").is_file()
         if not resume:                         # killed before its first checkpoint: nothing to keep
-            for stale in run_dir.iterdir():
-                if stale.name != LOCK_FILE:
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            clear_but_lock(run_dir)
         prepared = prepare(config, progress=False)
         summary = train_run(config, prepared, run_dir, progress=False, resume=resume, report_epoch=report)
     return {"test_accuracy": summary["test"]["accuracy"], "test_f1": summary["test"]["f1_positive"],
