@@ -134,9 +134,9 @@ def orphans(*folders: Path) -> list[str]:
 
 def finish_run(command_of, run_dir: Path, run_args: list[str]) -> subprocess.CompletedProcess:
     """Resume a killed run, or (killed before its first checkpoint) the same `run` again."""
-    from orchestrator.training.phases import has_started
+    from orchestrator.run_dir import RunDir
 
-    if has_started(run_dir):
+    if RunDir(run_dir).has_started():
         return run(command_of("resume", "-q", str(run_dir)))
     return run(command_of(*run_args, "--run-dir", str(run_dir)))
 

@@ -60,20 +60,16 @@ def prepared_for(config, dataset, split, device: str) -> Prepared:
                               train_layers=e.train_layers if isinstance(e.train_layers, int) else 0)
     info = {"seconds": 0.0, "path": None, "key": None, "hit": False}
     if e.train_layers == "all":
-        return Prepared(dataset=dataset, split=split, encoder_source=tokenize_texts(resolved.path, dataset.texts,
+        return Prepared(dataset=dataset, split=split, content=tokenize_texts(resolved.path, dataset.texts,
                                                                                     e.max_length),
                         embed_info=info, pooling=pooling)
-    encoder = Encoder(resolved.path, settings)
-    if e.train_layers == 0:
-        return Prepared(dataset=dataset, split=split, vectors=encoder.encode(dataset.texts), embed_info=info,
-                        pooling=pooling)
-    return Prepared(dataset=dataset, split=split, encoder_source=encoder.encode_states(dataset.texts),
+    return Prepared(dataset=dataset, split=split, content=Encoder(resolved.path, settings).content(dataset.texts),
                     embed_info=info, pooling=pooling)
 
 
 def step_seconds(config, prepared: Prepared, steps: int, warmup: int, cuda: bool) -> list[float]:
     with tempfile.TemporaryDirectory() as run_dir:
-        training = loop.setup(config, prepared, Path(run_dir))
+        training = loop.setup(config, prepared, Path(run_dir), loop.run_encoder(config))
         order = np.random.default_rng(0).permutation(len(training.train.y))
         size, seconds = config.train.batch_size, []
         for step in range(warmup + steps):

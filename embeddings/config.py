@@ -50,9 +50,10 @@ TrainLayers = Annotated[Union[Annotated[int, Field(ge=0)], Literal["all"]], Befo
 
 
 class ConfigSection(BaseModel):
-    """A config section: unknown keys are refused, and so is a bad value assigned later."""
+    """A config section: unknown keys are refused, and a validated section is frozen (a changed
+    config is a new one: orchestrator.config.derive)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -8,12 +8,12 @@ on the texts given, so the same shard always gives the same batches and the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
 
-from embeddings.store import LayerStates
+from embeddings.content import Content, LayerStates, Vectors
 from orchestrator.core.errors import UserError
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -29,6 +29,21 @@ class EncodeSettings:
     train_layers: int = 0         # k > 0: the states below the top k layers, per text, instead of vectors
 
 
+class EncoderSource(Protocol):
+    """What a co-trained encoder reads, for the whole dataset: cached layer states (train_layers k,
+    embeddings/content.py) or token ids (all)."""
+
+    holds_token_ids: bool    # True: the whole encoder runs on them; False: only its top layers
+
+    def __len__(self) -> int: ...
+
+    def lengths_of(self, rows) -> np.ndarray:
+        """Tokens of each of `rows`."""
+
+    def padded(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs of `rows`, padded to the longest, and their attention mask."""
+
+
 @dataclass(frozen=True)
 class TokenIds:
     """Every text's token ids (no padding) and the id that pads them: what full fine-tuning reads."""
@@ -36,8 +51,16 @@ class TokenIds:
     ids: list
     pad_id: int
 
+    holds_token_ids = True
 
-EncoderSource = Union[LayerStates, TokenIds]   # a co-trained encoder's inputs: cached layer states, or token ids
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths_of(self, rows) -> np.ndarray:
+        return np.array([len(self.ids[r]) for r in rows])
+
+    def padded(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_batch([self.ids[r] for r in rows], self.pad_id)
 
 
 def tokenize_texts(model_path: str, texts: Sequence[str], max_length: int) -> TokenIds:
@@ -123,6 +146,13 @@ class Encoder:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return token_ids(self.tokenizer, texts, self.settings.max_length)
+
+    def content(self, texts: Sequence[str]) -> Content:
+        """What the cache keeps of `texts` with these settings: their vectors, or with
+        train_layers = k their layer states."""
+        if self.settings.train_layers:
+            return self.encode_states(texts)
+        return Vectors(self.encode(texts))
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:

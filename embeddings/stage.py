@@ -25,8 +25,7 @@ import numpy as np
 from embeddings.config import EmbeddingConfig
 from embeddings.encode import EncodeSettings
 from embeddings.models import ResolvedModel, resolve_model
-from embeddings.store import (CachedEmbeddings, CorruptCache, EmbeddingStore, LayerStates, ShardPlan, cache_key,
-                              payload_dims)
+from embeddings.store import CachedEmbeddings, CorruptCache, EmbeddingStore, ShardPlan, cache_key
 from orchestrator.core import locks
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import usable_folder
@@ -118,14 +117,12 @@ class EmbedReport:
 
     def final_line(self) -> str:
         c = self.cache
-        rows, dims = payload_dims(c.content)
-        if isinstance(c.content, LayerStates):
-            dims = f"{dims}  layer states: {int(c.content.lengths.sum())} tokens, {c.size_bytes / 2**20:.0f} MiB"
+        rows, dims = len(c.content), c.content.describe(c.size_bytes)
         if self.hit:
-            return f"cache hit: {c.path}  rows {rows}  dims {dims}  (nothing encoded, {self.seconds:.1f} s)"
+            return f"cache hit: {c.path}  rows {rows}  {dims}  (nothing encoded, {self.seconds:.1f} s)"
         resumed = f", {self.resumed_rows} resumed from shards" if self.resumed_rows else ""
         startup = f", after {self.startup_seconds:.1f} s starting workers" if self.startup_seconds else ""
-        return (f"cache: {c.path}  rows {rows}  dims {dims}  encoded {self.encoded_rows} texts in "
+        return (f"cache: {c.path}  rows {rows}  {dims}  encoded {self.encoded_rows} texts in "
                 f"{self.encode_seconds:.1f} s ({self.texts_per_s:.0f} texts/s on {self.workers} worker{'s' if self.workers != 1 else ''}{startup}{resumed})")
 
 

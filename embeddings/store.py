@@ -11,6 +11,9 @@ Layout under `<cache_dir>/embeddings/`:
     <key>.parts/plan.json    while embedding: how the rows are cut into shards
     <key>.parts/shard-NNNNN.h5   one finished shard each, also written temp-then-rename
 
+What a file holds is one of the classes of embeddings/content.py (Vectors, LayerStates): the
+store reads, checks and joins them through their own methods, whichever it is.
+
 A file is used only when its manifest says complete and every shard checksum matches the
 vectors actually stored; anything else is moved aside and recomputed, never read as valid.
 """
@@ -23,11 +26,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import h5py
 import numpy as np
 
+from embeddings.content import Content, Vectors, read_content
 from orchestrator.core.files import atomic_path, write_json_atomically
 
 FORMAT_VERSION = 1
@@ -43,113 +47,6 @@ def cache_key(model_identity: dict, tokenizer_identity: dict, max_length: int, p
     if layer_boundary is not None:
         fields.update(content="layer-states", layer_boundary=layer_boundary, pooling=None)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-def vectors_sha256(vectors: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).hexdigest()
-
-
-# numpy has no bfloat16: its values are stored as their 16 raw bits (the top half of a float32)
-STORED_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
-
-
-@dataclass(frozen=True)
-class LayerStates:
-    """Hidden states of many texts, ragged: every text's tokens one after another, no padding."""
-
-    states: np.ndarray       # (total tokens, hidden), STORED_DTYPES[dtype]
-    lengths: np.ndarray      # (texts,) int64: tokens per text
-    dtype: str = "float32"   # the compute dtype the states were made in
-
-    @classmethod
-    def from_texts(cls, per_text: list, dtype: str, hidden: int) -> "LayerStates":
-        """From one (tokens, hidden) float32 array per text."""
-        lengths = np.array([len(t) for t in per_text], dtype=np.int64)
-        flat = np.concatenate(per_text) if per_text else np.zeros((0, hidden), np.float32)
-        return cls(states=to_stored(flat, dtype), lengths=lengths, dtype=dtype)
-
-    @classmethod
-    def concatenate(cls, parts: list["LayerStates"]) -> "LayerStates":
-        return cls(states=np.concatenate([p.states for p in parts]),
-                   lengths=np.concatenate([p.lengths for p in parts]), dtype=parts[0].dtype)
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    @property
-    def hidden(self) -> int:
-        return int(self.states.shape[1])
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.states.nbytes + self.lengths.nbytes)
-
-    def text_states(self, rows) -> list[np.ndarray]:
-        """The float32 (tokens, hidden) states of each of `rows`."""
-        offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        return [from_stored(self.states[offsets[r]:offsets[r + 1]], self.dtype) for r in rows]
-
-    def sha256(self) -> str:
-        digest = hashlib.sha256(np.ascontiguousarray(self.lengths, dtype="<i8").tobytes())
-        digest.update(np.ascontiguousarray(self.states).tobytes())
-        return digest.hexdigest()
-
-
-def to_stored(states: np.ndarray, dtype: str) -> np.ndarray:
-    states = np.ascontiguousarray(states, dtype=np.float32)
-    if dtype == "bfloat16":
-        return (states.view(np.uint32) >> 16).astype("<u2")   # exact: the values were computed in bfloat16
-    return states.astype(STORED_DTYPES[dtype])
-
-
-def from_stored(states: np.ndarray, dtype: str) -> np.ndarray:
-    if dtype == "bfloat16":
-        return (states.astype(np.uint32) << 16).view(np.float32)
-    return states.astype(np.float32, copy=False)
-
-
-Payload = Union[np.ndarray, LayerStates]   # what a shard or a cache holds: vectors, or layer states
-
-
-def payload_sha256(payload: Payload) -> str:
-    return payload.sha256() if isinstance(payload, LayerStates) else vectors_sha256(payload)
-
-
-def write_payload(f: h5py.File, payload: Payload) -> None:
-    if isinstance(payload, LayerStates):
-        f.create_dataset("states", data=payload.states, chunks=True if payload.states.size else None)
-        f.create_dataset("lengths", data=payload.lengths)
-        f.attrs["states_dtype"] = payload.dtype
-    else:
-        f.create_dataset("vectors", data=payload, chunks=True if payload.size else None)
-
-
-def read_payload(f: h5py.File) -> Payload:
-    if "states" in f:
-        return LayerStates(states=f["states"][()], lengths=f["lengths"][()].astype(np.int64),
-                           dtype=str(f.attrs["states_dtype"]))
-    return f["vectors"][()]
-
-
-def payload_dims(payload: Payload) -> tuple[int, int]:
-    """(rows, dims) of vectors; (texts, hidden) of layer states."""
-    if isinstance(payload, LayerStates):
-        return len(payload), payload.hidden
-    return int(payload.shape[0]), int(payload.shape[1]) if payload.ndim == 2 else 0
-
-
-def concatenate_payloads(parts: list[Payload]) -> Payload:
-    if parts and isinstance(parts[0], LayerStates):
-        return LayerStates.concatenate(parts)
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
-def payload_rows(payload: Payload, start: int, stop: int) -> Payload:
-    if isinstance(payload, LayerStates):
-        offsets = np.concatenate([[0], np.cumsum(payload.lengths)])
-        return LayerStates(states=payload.states[offsets[start]:offsets[stop]], lengths=payload.lengths[start:stop],
-                           dtype=payload.dtype)
-    return payload[start:stop]
 
 
 class CorruptCache(Exception):
@@ -173,21 +70,9 @@ class ShardPlan:
 @dataclass(frozen=True)
 class CachedEmbeddings:
     path: Path
-    content: Payload         # (rows, dims) float32 vectors, or LayerStates; dataset order
+    content: Content         # Vectors or LayerStates (embeddings/content.py), in dataset order
     labels: np.ndarray       # (rows,) int64
     manifest: dict
-
-    @property
-    def vectors(self) -> np.ndarray:
-        if isinstance(self.content, LayerStates):
-            raise TypeError(f"{self.path} holds layer states, not vectors")
-        return self.content
-
-    @property
-    def states(self) -> LayerStates:
-        if not isinstance(self.content, LayerStates):
-            raise TypeError(f"{self.path} holds vectors, not layer states")
-        return self.content
 
     @property
     def size_bytes(self) -> int:
@@ -233,13 +118,12 @@ class EmbeddingStore:
         shards = []
         for index in range(plan.count):
             shards.append(read_shard(self.shard_path(key, index), key, index, plan))
-        content = concatenate_payloads([s for s, _ in shards])
-        rows, dims = payload_dims(content)
+        content = type(shards[0][0]).concatenate([s for s, _ in shards]) if shards else Vectors(np.zeros((0, 0)))
         manifest = dict(manifest, key=key, complete=True, format_version=FORMAT_VERSION,
-                        rows=rows, dims=dims, shard_rows=plan.shard_rows,
+                        rows=len(content), dims=content.dims, shard_rows=plan.shard_rows,
                         shards=[{"index": i, "start": plan.bounds(i)[0], "stop": plan.bounds(i)[1], "sha256": c}
                                 for i, (_, c) in enumerate(shards)],
-                        vectors_sha256=payload_sha256(content), labels_sha256=labels_sha256(labels))
+                        vectors_sha256=content.sha256(), labels_sha256=labels_sha256(labels))
         path = self.final_path(key)
         write_atomically(path, lambda f: write_final(f, content, labels, manifest))
         shutil.rmtree(self.parts_dir(key), ignore_errors=True)
@@ -289,54 +173,52 @@ def read_plan(plan_file: Path) -> Optional[ShardPlan]:
         return None
 
 
-def write_shard(path: str | os.PathLike, key: str, index: int, start: int, payload: Payload) -> str:
-    """Write one shard (vectors or layer states) atomically; returns its checksum. Called inside the
-    embedding workers."""
-    if not isinstance(payload, LayerStates):
-        payload = np.ascontiguousarray(payload, dtype=np.float32)
-    checksum = payload_sha256(payload)
+def write_shard(path: str | os.PathLike, key: str, index: int, start: int, content: Content) -> str:
+    """Write one shard (its vectors or layer states) atomically; returns its checksum. Called inside
+    the embedding workers."""
+    checksum = content.sha256()
 
     def fill(f: h5py.File) -> None:
-        write_payload(f, payload)
+        content.write(f)
         f.attrs.update({"key": key, "index": index, "start": start, "sha256": checksum})
 
     write_atomically(Path(path), fill)
     return checksum
 
 
-def read_shard(path: Path, key: str, index: int, plan: ShardPlan) -> tuple[Payload, str]:
+def read_shard(path: Path, key: str, index: int, plan: ShardPlan) -> tuple[Content, str]:
     start, stop = plan.bounds(index)
     try:
         with h5py.File(path, "r") as f:
-            payload = read_payload(f)
+            content = read_content(f)
             attrs = dict(f.attrs)
     except (OSError, KeyError, ValueError) as e:
         raise CorruptCache(f"{path}: unreadable ({e})")
-    if attrs.get("key") != key or int(attrs.get("index", -1)) != index or len(payload) != stop - start:
+    if attrs.get("key") != key or int(attrs.get("index", -1)) != index or len(content) != stop - start:
         raise CorruptCache(f"{path}: belongs to another shard or cache")
-    checksum = payload_sha256(payload)
+    checksum = content.sha256()
     if checksum != attrs.get("sha256"):
         raise CorruptCache(f"{path}: checksum mismatch")
-    return payload, checksum
+    return content, checksum
 
 
 def read_verified(path: Path, key: str) -> CachedEmbeddings:
     try:
         with h5py.File(path, "r") as f:
             manifest = json.loads(f.attrs["manifest"])
-            content = read_payload(f)
+            content = read_content(f)
             labels = f["labels"][()]
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise CorruptCache(f"{path} is unreadable or truncated ({type(e).__name__}: {e})")
     if manifest.get("complete") is not True or manifest.get("key") != key:
         raise CorruptCache(f"{path} is not a complete cache for key {key[:12]}")
-    shape = payload_dims(content)
+    shape = (len(content), content.dims)
     if shape != (manifest.get("rows"), manifest.get("dims")) or labels.shape != (manifest.get("rows"),):
         raise CorruptCache(f"{path} holds {shape[0]} x {shape[1]}, its manifest says {manifest.get('rows')} x {manifest.get('dims')}")
     for shard in manifest.get("shards", []):
-        if payload_sha256(payload_rows(content, shard["start"], shard["stop"])) != shard["sha256"]:
+        if content.rows(shard["start"], shard["stop"]).sha256() != shard["sha256"]:
             raise CorruptCache(f"{path}: rows {shard['start']}..{shard['stop']} fail their checksum")
-    if payload_sha256(content) != manifest.get("vectors_sha256") or labels_sha256(labels) != manifest.get("labels_sha256"):
+    if content.sha256() != manifest.get("vectors_sha256") or labels_sha256(labels) != manifest.get("labels_sha256"):
         raise CorruptCache(f"{path}: checksum mismatch")
     return CachedEmbeddings(path=path, content=content, labels=labels, manifest=manifest)
 
@@ -345,8 +227,8 @@ def labels_sha256(labels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(labels, dtype="<i8").tobytes()).hexdigest()
 
 
-def write_final(f: h5py.File, content: Payload, labels: np.ndarray, manifest: dict) -> None:
-    write_payload(f, content)
+def write_final(f: h5py.File, content: Content, labels: np.ndarray, manifest: dict) -> None:
+    content.write(f)
     f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
     f.attrs["manifest"] = json.dumps(manifest, sort_keys=True)
 

@@ -136,15 +136,11 @@ def add_sweep_command(commands) -> None:
     sweep.set_defaults(func=cmd_sweep)
 
 
-def resolved_config(args: argparse.Namespace):
+def loaded_config(args: argparse.Namespace):
     """The config file with every command-line flag folded in as an override (checked with it)."""
     from orchestrator.config import load_config
 
-    config = load_config(args.config, resolved_overrides(args))
-    if config.data.path:
-        # a file wins over data.name, which then only labels the run: after the config, else the file
-        config.data.name = Path(args.config).stem if args.config else Path(config.data.path).stem
-    return config
+    return load_config(args.config, resolved_overrides(args))
 
 
 def resolved_overrides(args: argparse.Namespace) -> list[str]:
@@ -165,8 +161,8 @@ def resolved_overrides(args: argparse.Namespace) -> list[str]:
 def train_resumably(run_dir, train):
     """`train()`, turning a backend that gave up, a spent QPU budget, SIGTERM or Ctrl-C into one
     line that says how to continue (the run dir keeps its last checkpoint and job journal)."""
+    from orchestrator.core.errors import BackendFailure
     from orchestrator.quantum.journal import QpuBudgetExceeded
-    from orchestrator.quantum.scheduler import BackendFailure
 
     resume = f"continue it with: orchestrate resume {run_dir}"
     try:
@@ -185,12 +181,11 @@ def raise_on_sigterm(signum, frame) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from orchestrator.data import load_dataset
-    from orchestrator.pipeline import check_cache_dir, check_encoder, embed_vectors
+    from orchestrator.pipeline import EMBED, embed_vectors, preflight
 
-    config = resolved_config(args)
+    config = loaded_config(args)
     dataset = load_dataset(config.data)
-    check_encoder(config)        # an unknown model, a max_length past it: before any output
-    check_cache_dir(config)
+    preflight(config, EMBED)        # an unknown model, a max_length past it: before any output
     counts = ", ".join(f"{name} {int((dataset.labels == i).sum())}" for i, name in enumerate(dataset.label_names))
     dropped = f", {dataset.dropped_empty} empty dropped" if dataset.dropped_empty else ""
     print(f"dataset: {dataset.source}  rows {len(dataset)} ({counts}{dropped})", file=sys.stderr)
@@ -200,28 +195,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator import runs
-    from orchestrator.config import to_dict
-    from orchestrator.core.files import write_yaml_atomically
-    from orchestrator.pipeline import check_cache_dir, check_encoder, prepare, record_resolved, with_vectors
-    from orchestrator.quantum.backends import check_backend
+    from orchestrator.pipeline import RUN, data_name, preflight, prepare, resolve, with_vectors
+    from orchestrator.run_dir import RunDir, default_run_dir
     from orchestrator.training.phases import is_planned, plan_run, train_run
     from orchestrator.training.report import report_table
-    from orchestrator.training.trackers import check_trackers
 
-    config = resolved_config(args)
-    check_backend(config)
-    check_trackers(config)
-    check_cache_dir(config)
-    check_encoder(config)
-    run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config.data.name, config.quantum.backend)
-    with runs.claimed_run_dir(run_dir):     # created and locked first; gone again if this fails before training
+    config = loaded_config(args)
+    preflight(config, RUN)
+    name = data_name(config, args.config)
+    run_dir = RunDir(args.run_dir) if args.run_dir else default_run_dir(name, config.quantum.backend)
+    with run_dir.claimed():     # created and locked first; gone again if this fails before training
         prepared = prepare(config, progress=not args.quiet, embed=False)
+        config = resolve(config, prepared, name=name)   # what config.yaml records: what 'auto' turned out to be
         plan = plan_run(config, prepared.split) if is_planned(config) else None   # a plan past the budget stops here
         prepared = with_vectors(prepared, config, progress=not args.quiet)
-        record_resolved(config, prepared)     # config.yaml records what was run, with what 'auto' turned out to be
-        if plan is not None:
-            write_yaml_atomically(run_dir / "config.yaml", to_dict(config))   # the phases write their own
         summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
                                                              plan=plan))
     print(json.dumps({"run_dir": str(run_dir), "summary": summary}) if args.json else report_table(summary, run_dir))
@@ -234,41 +221,25 @@ def address_now(args: argparse.Namespace, saved: str | None) -> str | None:
     return args.ray_address or os.environ.get("RAY_ADDRESS") or saved
 
 
-def run_dir_of(path: str) -> Path:
-    """An existing run dir (one line if `path` is none)."""
-    run_dir = Path(path)
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir} is not a run dir (no config.yaml)")
-    return run_dir
-
-
 def cmd_resume(args: argparse.Namespace) -> int:
-    from orchestrator import runs
-    from orchestrator.config import load_config, to_dict
-    from orchestrator.core.files import write_yaml_atomically
-    from orchestrator.pipeline import check_cache_dir, prepare
-    from orchestrator.quantum.backends import check_backend
-    from orchestrator.training.phases import has_started, train_run
+    from orchestrator.pipeline import RESUME, preflight, prepare, resolve
+    from orchestrator.run_dir import RunDir
+    from orchestrator.training.phases import train_run
     from orchestrator.training.report import report_table
-    from orchestrator.training.trackers import check_trackers
 
     fixed = [item for item in args.overrides if not item.strip().startswith("runtime.")]
     if fixed:
         raise UserError(f"resume --set changes runtime settings only, not {fixed[0]!r}: the resumed run must "
                         f"train the same model on the same data")
-    with runs.locked_run_dir(run_dir_of(args.run_dir)) as run_dir:
-        if (run_dir / "summary.json").is_file():
+    with RunDir(args.run_dir).existing().locked() as run_dir:
+        if run_dir.is_finished():
             raise UserError(f"the run in {run_dir} already finished (summary.json exists)")
-        if not has_started(run_dir):
+        if not run_dir.has_started():
             raise UserError(f"the run in {run_dir} stopped before its first checkpoint; start it again with "
                             f"orchestrate run")
-        config = load_config(str(run_dir / "config.yaml"), args.overrides)
-        config.ray.address = address_now(args, config.ray.address)
-        if args.overrides:
-            write_yaml_atomically(run_dir / "config.yaml", to_dict(config))
-        check_backend(config)
-        check_trackers(config)
-        check_cache_dir(config)
+        config = run_dir.read_config(args.overrides)
+        preflight(config, RESUME)
+        config = resolve(config, ray_address=address_now(args, config.ray.address))
         prepared = prepare(config, progress=not args.quiet)
         summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
                                                              resume=True))
@@ -277,26 +248,26 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from orchestrator.runs import locked_run_dir
+    from orchestrator.run_dir import RunDir
 
-    with locked_run_dir(run_dir_of(args.run_dir)):     # its evals/ is written to
+    with RunDir(args.run_dir).existing().locked():     # its evals/ is written to
         return evaluate_run(args)
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
+    from orchestrator.config import derive
     from orchestrator.core.files import write_json_atomically
     from orchestrator.inference import load_run
     from orchestrator.pipeline import prepare
-    from orchestrator.runs import safe_name
+    from orchestrator.run_dir import RunDir, safe_name
 
     run = load_run(args.run_dir, backend=args.backend, ray_address=address_now(args, None))
-    config = run.config
-    if args.cache_dir:
-        config.embedding.cache_dir = args.cache_dir
+    changes = {"embedding.cache_dir": args.cache_dir} if args.cache_dir else {}
     if args.data:
         # the run's column mapping and label order, so class i means what it meant in training
-        config.data = config.data.model_copy(update={"path": args.data, "labels": run.label_names,
-                                                     "positive_label": run.positive_label, "limit": None})
+        changes.update({"data.path": args.data, "data.labels": run.label_names,
+                        "data.positive_label": run.positive_label, "data.limit": None})
+    config = derive(run.config, changes)
     prepared = prepare(config, progress=not args.quiet, whole_file=bool(args.data))
     dataset = prepared.dataset
     rows = prepared.split.test if prepared.split is not None else np.arange(len(dataset))
@@ -307,7 +278,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
               "rows": int(len(rows)), "backend": config.quantum.backend, "accuracy": scores.accuracy,
               "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro, "confusion": scores.confusion,
               "labels": run.label_names, "positive_label": run.positive_label}
-    target = run.run_dir / "evals" / f"{safe_name(Path(args.data).stem if args.data else 'test')}.json"
+    target = run.run_dir / RunDir.EVALS / f"{safe_name(Path(args.data).stem if args.data else 'test')}.json"
     write_json_atomically(target, result)
     if args.json:
         print(json.dumps(dict(result, written=str(target))))
@@ -319,13 +290,13 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from orchestrator.inference import check_texts, encode_texts, load_run, read_texts
+    from orchestrator.inference import check_texts, load_run, read_texts
 
     if bool(args.texts) == bool(args.file):
         raise UserError("give the texts to classify as arguments or with --file F, not both and not neither")
     texts = check_texts(args.texts) if args.texts else read_texts(args.file)
     run = load_run(args.run_dir, backend=args.backend, ray_address=os.environ.get("RAY_ADDRESS"))
-    probabilities = run.probabilities(encode_texts(texts, run))
+    probabilities = run.probabilities(run.text_inputs(texts))
     for text, row in zip(texts, probabilities):
         label = run.label_names[int(row.argmax())]
         if args.json:
@@ -391,7 +362,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from orchestrator import runs, sweep
+    from orchestrator import sweep
+    from orchestrator.pipeline import data_name
+    from orchestrator.run_dir import default_run_dir
 
     # anything that says what to run makes a sweep to compare with the one recorded (where to run does not)
     flags = ("seeds", "samples", "config", "data", "limit", "cache_dir", "epochs", "backend")
@@ -399,14 +372,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.sweep_dir and (Path(args.sweep_dir) / sweep.SPEC_FILE).is_file() and not asked:
         spec = None            # resume the sweep recorded there
     else:
-        base = resolved_config(args)
-        overrides = resolved_overrides(args) + [f"data.name={json.dumps(base.data.name)}"]
+        name = data_name(loaded_config(args), args.config)
+        overrides = resolved_overrides(args) + [f"data.name={json.dumps(name)}"]
         grid = sweep.parse_grid(args.grid)
         seeds = sweep.parse_seeds(args.seeds or "3")
         trials = sweep.plan_trials(args.config, overrides, sweep.choose_settings(grid, args.samples), seeds)
         spec = sweep.spec_of(trials, grid, args.samples, seeds)
         if not args.sweep_dir:
-            args.sweep_dir = str(runs.default_run_dir(base.data.name, "sweep", root="sweeps"))
+            args.sweep_dir = str(default_run_dir(name, "sweep", root="sweeps"))
     if args.trial_cpus <= 0:
         raise UserError("--trial-cpus must be more than 0")
     results = sweep.run_sweep(Path(args.sweep_dir), spec, cpus_per_trial=args.trial_cpus,
@@ -421,13 +394,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from orchestrator.pipeline import prepare
-    from orchestrator.quantum.backends import check_backend
+    from orchestrator.pipeline import ESTIMATE, preflight, prepare
     from orchestrator.quantum.estimate import describe, estimate_dict
     from orchestrator.training.phases import describe_plan, is_planned, plan_run
 
-    config = resolved_config(args)
-    check_backend(config)
+    config = loaded_config(args)
+    preflight(config, ESTIMATE)
     prepared = prepare(config, embed=False)
     plan = plan_run(config, prepared.split) if is_planned(config) else None
     if args.json:

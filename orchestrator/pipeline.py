@@ -8,23 +8,28 @@
               layers instead, and with 'all' the texts are only tokenized (the whole encoder trains)
 
 `orchestrate run`, `resume`, `eval` and `estimate` all go through it, so a run dir's config
-gives the same dataset, split and vectors whichever command reads it.
+gives the same dataset, split and vectors whichever command reads it. Around it:
+
+    preflight(config, needs)   every check that can fail before anything is written, one list
+                               for run, resume, estimate, embed and a sweep's trials
+    resolve(config, prepared)  the one step that makes a run's final config: what its name, data
+                               file, format, pooling, cache and addresses turned out to be (what
+                               config.yaml records, and eval reads another file with)
 """
 from __future__ import annotations
 
+import enum
 import logging
+import os
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
-import numpy as np
-
-from embeddings.encode import EncoderSource, tokenize_texts
+from embeddings.encode import tokenize_texts
 from embeddings.models import resolve_model
 from embeddings.stage import EmbedReport, embed_dataset
-from embeddings.store import LayerStates
-from orchestrator.config import Config
+from orchestrator.config import Config, derive
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import usable_folder
 from orchestrator.data import Dataset, Split, load_dataset, split_dataset
@@ -37,8 +42,9 @@ log = logging.getLogger(__name__)
 class Prepared:
     dataset: Dataset
     split: Optional[Split]               # None: the whole file is scored (eval --data)
-    vectors: Optional[np.ndarray] = None   # None: not embedded (estimate), or a co-trained encoder
-    encoder_source: Optional[EncoderSource] = None   # train_layers k: layer states; all: token ids
+    # what the model reads, for every row: the cached Vectors (train_layers 0), LayerStates (k) or
+    # TokenIds (all); None: not embedded (estimate)
+    content: object = None
     embedding: Optional[EmbedReport] = None
     embed_info: dict = field(default_factory=dict)   # summary.json's view of how the vectors were obtained
     pooling: Optional[str] = None        # the concrete pooling ('auto' resolved for the model)
@@ -59,6 +65,30 @@ def prepare(config: Config, progress: bool = True, embed: bool = True, whole_fil
     return with_vectors(prepared, config, progress) if embed else prepared
 
 
+class Check(enum.Enum):
+    BACKEND = "backend"      # the name, a device or noise model that exists, credentials, qubits and shots
+    TRACKERS = "trackers"    # every configured tracker's package installed
+    CACHE = "cache"          # the embedding cache folder usable
+    ENCODER = "encoder"      # the model found; train_layers and max_length within it
+
+
+RUN = (Check.BACKEND, Check.TRACKERS, Check.CACHE, Check.ENCODER)      # run, and each trial of a sweep
+RESUME = (Check.BACKEND, Check.TRACKERS, Check.CACHE)
+ESTIMATE = (Check.BACKEND,)
+EMBED = (Check.ENCODER, Check.CACHE)
+
+
+def preflight(config: Config, needs: Iterable[Check]) -> None:
+    """Every check of `needs`, before anything is written: the first problem is one line (UserError)."""
+    from orchestrator.quantum.backends import check_backend
+    from orchestrator.training.trackers import check_trackers
+
+    checks = {Check.BACKEND: check_backend, Check.TRACKERS: check_trackers, Check.CACHE: check_cache_dir,
+              Check.ENCODER: check_encoder}
+    for need in needs:
+        checks[need](config)
+
+
 def check_encoder(config: Config) -> None:
     """Refuse an unknown model, more layers to train than it has, or a max_length past its
     position embeddings, now: before anything is written."""
@@ -74,6 +104,39 @@ def check_cache_dir(config: Config) -> None:
         usable_folder(Path(config.embedding.cache_dir).expanduser(), "cache dir", create=False)
 
 
+def data_name(config: Config, config_file: Optional[str]) -> Optional[str]:
+    """What a run is called: data.name, but a data file wins over it: the run is named after its
+    config file, else after the data file."""
+    if not config.data.path:
+        return config.data.name
+    return Path(config_file).stem if config_file else Path(config.data.path).stem
+
+
+def resolve(config: Config, prepared: Optional["Prepared"] = None, *, name: Optional[str] = None,
+            ray_address: Optional[str] = None) -> Config:
+    """The run's final config, frozen: `config` with what its settings turned out to be. The data
+    file as an absolute path and the format it was read as (`prepared`), the concrete pooling
+    ('auto' made the model's own), the cache folder and MLflow's store as absolute paths (a sweep's
+    trial runs in a folder of its own; eval may run from another), the run's `name`, and the Ray
+    cluster given now (`ray_address`, which wins over the one recorded)."""
+    from orchestrator.training.trackers import mlflow_tracking_uri
+
+    e, t = config.embedding, config.train
+    changes = {"embedding.pooling": resolve_model(e.model, e.revision).pooling(e.pooling),
+               "embedding.cache_dir": str(Path(e.cache_dir).expanduser().resolve())}
+    if prepared is not None:
+        changes["data.format"] = prepared.dataset.format
+        if config.data.path:
+            changes["data.path"] = prepared.dataset.source
+    if name is not None:
+        changes["data.name"] = name
+    if ray_address:
+        changes["ray.address"] = ray_address
+    if "mlflow" in t.trackers and not os.environ.get("MLFLOW_TRACKING_URI"):
+        changes["train.mlflow_tracking_uri"] = mlflow_tracking_uri(t.mlflow_tracking_uri)   # ./mlruns: here
+    return derive(config, changes)
+
+
 def with_vectors(prepared: Prepared, config: Config, progress: bool = True) -> Prepared:
     """`prepared` with its vectors (or layer states): from the cache, or embedded now; with
     train_layers 'all', its token ids."""
@@ -81,11 +144,8 @@ def with_vectors(prepared: Prepared, config: Config, progress: bool = True) -> P
         return with_token_ids(prepared, config)
     report = embed_vectors(prepared.dataset, config, progress)
     log.info(report.final_line())
-    states = isinstance(report.cache.content, LayerStates)
     return Prepared(dataset=prepared.dataset, split=prepared.split, embedding=report, pooling=report.pooling,
-                    vectors=None if states else report.cache.vectors,
-                    encoder_source=report.cache.states if states else None,
-                    embed_info={"seconds": report.seconds, "path": str(report.cache.path), "key": report.key,
+                    content=report.cache.content, embed_info={"seconds": report.seconds, "path": str(report.cache.path), "key": report.key,
                                 "hit": report.hit, "bytes": report.cache.size_bytes})
 
 
@@ -97,18 +157,9 @@ def with_token_ids(prepared: Prepared, config: Config) -> Prepared:
     token_ids = tokenize_texts(model.path, prepared.dataset.texts, e.max_length)
     seconds = time.perf_counter() - started
     log.info(f"tokenized {len(token_ids.ids)} texts in {seconds:.1f} s (train_layers all: no cache)")
-    return Prepared(dataset=prepared.dataset, split=prepared.split, encoder_source=token_ids,
+    return Prepared(dataset=prepared.dataset, split=prepared.split, content=token_ids,
                     pooling=model.pooling(e.pooling),
                     embed_info={"seconds": seconds, "path": None, "key": None, "hit": False, "bytes": 0})
-
-
-def record_resolved(config: Config, prepared: Prepared) -> None:
-    """Write into `config` what its inputs turned out to be, so that config.yaml records what ran
-    and `eval` reads another file the same way: the data file's path, its format, the pooling."""
-    if config.data.path:
-        config.data.path = prepared.dataset.source
-    config.data.format = prepared.dataset.format
-    config.embedding.pooling = prepared.pooling
 
 
 def embed_vectors(dataset: Dataset, config: Config, progress: bool = True) -> EmbedReport:

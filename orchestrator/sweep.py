@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import random
 import shutil
 import statistics
@@ -33,11 +32,10 @@ from orchestrator.config import Config, load_config, parse_yaml, to_dict
 from orchestrator.core import locks
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import usable_folder, write_json_atomically, write_yaml_atomically
-from orchestrator.pipeline import Prepared, check_cache_dir, check_encoder, prepare, record_resolved, with_vectors
-from orchestrator.quantum.backends import check_backend
-from orchestrator.runs import LOCK_FILE, clear_but_lock, dig, holds_a_run, locked_run_dir, read_json, safe_name
-from orchestrator.training.phases import has_started, is_planned, train_run
-from orchestrator.training.trackers import check_trackers, mlflow_tracking_uri
+from orchestrator.pipeline import Check, Prepared, preflight, prepare, resolve, with_vectors
+from orchestrator.run_dir import RunDir, safe_name
+from orchestrator.runs import dig
+from orchestrator.training.phases import is_planned, train_run
 
 SPEC_FILE = "sweep.yaml"
 RESULTS_FILE = "sweep.json"
@@ -159,18 +157,9 @@ def spec_of(trials: list[Trial], grid: dict, samples: Optional[int], seeds: list
 
 
 def trials_of(spec: dict) -> list[Trial]:
-    """The spec's trials, their paths made absolute (a Tune trial runs in a folder of its own)."""
-    trials = [Trial(name=t["name"], setting=t["setting"], seed=t["seed"], config=Config.model_validate(t["config"]))
-              for t in spec["trials"]]
-    for trial in trials:
-        config = trial.config
-        config.embedding.cache_dir = str(Path(config.embedding.cache_dir).expanduser().resolve())
-        if config.data.path:
-            config.data.path = str(Path(config.data.path).expanduser().resolve())
-        if "mlflow" in config.train.trackers and not os.environ.get("MLFLOW_TRACKING_URI"):
-            # ./mlruns means the sweep's working folder
-            config.train.mlflow_tracking_uri = mlflow_tracking_uri(config.train.mlflow_tracking_uri)
-    return trials
+    """The spec's trials (settle_trials resolves their configs before any runs)."""
+    return [Trial(name=t["name"], setting=t["setting"], seed=t["seed"], config=Config.model_validate(t["config"]))
+            for t in spec["trials"]]
 
 
 @contextlib.contextmanager
@@ -182,11 +171,11 @@ def claimed_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> Iterator[dict]:
     if not (sweep_dir / SPEC_FILE).is_file():
         if spec is None:
             raise UserError(f"{sweep_dir} holds no sweep ({SPEC_FILE}); give --seeds (and --grid) to start one")
-        if holds_a_run(sweep_dir):
+        if RunDir(sweep_dir).holds_a_run():
             raise UserError(f"sweep dir {sweep_dir} already exists and is not empty; pick another --sweep-dir")
     usable_folder(sweep_dir, "sweep dir")
     try:
-        with locks.held(sweep_dir / LOCK_FILE, f"sweep dir {sweep_dir} is locked"):
+        with locks.held(sweep_dir / RunDir.LOCK, f"sweep dir {sweep_dir} is locked"):
             yield claim_sweep_dir(sweep_dir, spec)
     except BaseException:
         if created and not (sweep_dir / SPEC_FILE).exists():
@@ -206,7 +195,7 @@ def claim_sweep_dir(sweep_dir: Path, spec: Optional[dict]) -> dict:
         return held
     if spec is None:
         raise UserError(f"{sweep_dir} holds no sweep ({SPEC_FILE}); give --seeds (and --grid) to start one")
-    if holds_a_run(sweep_dir):
+    if RunDir(sweep_dir).holds_a_run():
         raise UserError(f"sweep dir {sweep_dir} already exists and is not empty; pick another --sweep-dir")
     write_yaml_atomically(recorded, spec)
     return spec
@@ -234,7 +223,7 @@ def sweep_all(sweep_dir: Path, spec: dict, trials: list[Trial], checked: dict, c
     from workers.sweep import run_trials
 
     settle_trials(trials, checked, progress)   # every distinct dataset and encoder embedded once, here
-    pending = [t for t in trials if not (sweep_dir / t.name / "summary.json").is_file()]
+    pending = [t for t in trials if not RunDir(sweep_dir / t.name).is_finished()]
     if progress and len(pending) < len(trials):
         print(f"sweep: {len(trials) - len(pending)} of {len(trials)} trials already finished", flush=True)
     payloads = [{"name": t.name, "run_dir": str((sweep_dir / t.name).resolve()), "config": to_dict(t.config)}
@@ -250,30 +239,28 @@ def check_trials(trials: list[Trial]) -> dict[str, Prepared]:
     config). Returns each distinct dataset's split, by its `data_key`, for `settle_trials`."""
     checked_backends, datasets = set(), {}
     for trial in trials:
-        check_trackers(trial.config)
+        preflight(trial.config, [Check.TRACKERS])
         backend_key = json.dumps(to_dict(trial.config)["quantum"], sort_keys=True)
-        if backend_key not in checked_backends:
+        if backend_key not in checked_backends:     # the same backend once (an ibm_ device is a connection)
             checked_backends.add(backend_key)
-            check_backend(trial.config)
-        if data_key(trial.config) not in datasets:
-            check_cache_dir(trial.config)
-            check_encoder(trial.config)
+            preflight(trial.config, [Check.BACKEND])
+        if data_key(trial.config) not in datasets:  # the same dataset and encoder once
+            preflight(trial.config, [Check.CACHE, Check.ENCODER])
             datasets[data_key(trial.config)] = prepare(trial.config, progress=False, embed=False)
     return datasets
 
 
 def settle_trials(trials: list[Trial], checked: dict[str, Prepared], progress: bool) -> None:
-    """Embed each distinct (dataset, encoder) once, and give every trial's config what it resolved
-    to ('auto' pooling, the data file's absolute path), so trials only read the cache. `checked`:
-    the splits `check_trials` already made."""
+    """Embed each distinct (dataset, encoder) once, and resolve every trial's config ('auto' pooling,
+    absolute paths: a Tune trial runs in a folder of its own), so trials only read the cache.
+    `checked`: the splits `check_trials` already made."""
     settled: dict[str, Prepared] = {}
     for trial in trials:
-        config = trial.config
-        key = data_key(config)
+        key = data_key(trial.config)
         if key not in settled:
-            settled[key] = (with_vectors(checked[key], config, progress) if key in checked
-                            else prepare(config, progress=progress))
-        record_resolved(config, settled[key])
+            settled[key] = (with_vectors(checked[key], trial.config, progress) if key in checked
+                            else prepare(trial.config, progress=progress))
+        trial.config = resolve(trial.config, settled[key])
 
 
 def data_key(config: Config) -> str:
@@ -284,11 +271,10 @@ def data_key(config: Config) -> str:
 def run_trial(payload: dict, report: Callable[[dict], None]) -> dict:
     """One trial, in its Ray Tune worker: the run dir trained (or resumed) to its summary."""
     config = Config.model_validate(payload["config"])
-    run_dir = Path(payload["run_dir"])
-    with locked_run_dir(run_dir):
-        resume = has_started(run_dir) and not (run_dir / "summary.json").is_file()
+    with RunDir(payload["run_dir"]).locked() as run_dir:
+        resume = run_dir.has_started() and not run_dir.is_finished()
         if not resume:                         # killed before its first checkpoint: nothing to keep
-            clear_but_lock(run_dir)
+            run_dir.clear_but_lock()
         prepared = prepare(config, progress=False)
         summary = train_run(config, prepared, run_dir, progress=False, resume=resume, report_epoch=report)
     return {"test_accuracy": summary["test"]["accuracy"], "test_f1": summary["test"]["f1_positive"],
@@ -299,7 +285,7 @@ def sweep_results(sweep_dir: Path, spec: dict, trials: list[Trial], errors: dict
     """sweep.json: every trial as its run dir tells, and per setting the statistics over seeds."""
     rows = []
     for trial in trials:
-        summary = read_json(sweep_dir / trial.name / "summary.json")
+        summary = RunDir(sweep_dir / trial.name).read_summary()
         status = "finished" if summary else ("failed" if errors.get(trial.name) else "stopped")
         rows.append({"name": trial.name, "run_dir": str(sweep_dir / trial.name), "setting": trial.setting,
                      "seed": trial.seed, "status": status, "error": errors.get(trial.name) if not summary else None,

@@ -16,7 +16,7 @@ LAYERS = [
     ("orchestrator.core",),                                   # errors, atomic files, log lines: imports nothing
     ("embeddings",),                                          # encoders, the vector cache, the embedding stage
     ("workers",),                                             # Ray: the cluster, the actors and their pools
-    ("orchestrator.config", "orchestrator.data"),             # the typed config; datasets and splits
+    ("orchestrator.config", "orchestrator.data", "orchestrator.run_dir"),   # the typed config; datasets and splits; RunDir
     ("orchestrator.quantum",),                                # circuit, shift rule, scheduler, backends, journal
     ("orchestrator.training",),                               # the loop, its state, baselines, report
     ("orchestrator.pipeline", "orchestrator.runs", "orchestrator.inference", "orchestrator.sweep"),   # what the commands share

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-# UserError through orchestrator.config: the one place that names its module
-from orchestrator.config import (DEFAULT_MODEL, SELECTION_METRICS, Config, EmbeddingConfig, QuantumConfig, UserError,
-                                 config_json_schema, config_reference_table, config_yaml, default_cache_dir,
+from orchestrator.config import (DEFAULT_MODEL, SELECTION_METRICS, Config, EmbeddingConfig, QuantumConfig,
+                                 config_json_schema, config_reference_table, config_yaml, default_cache_dir, derive,
                                  load_config, to_dict)
+from orchestrator.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,9 +133,7 @@ def test_every_section_round_trips_through_yaml(tmp_path):
 
 
 def test_config_yaml_quotes_text_that_would_read_as_a_number(tmp_path):
-    config = Config()
-    config.embedding.revision = "1234e56"
-    config.data.labels = ["no", "yes"]
+    config = derive(Config(), {"embedding.revision": "1234e56", "data.labels": ["no", "yes"]})
     assert load_config(write(tmp_path, config_yaml(config))) == config
 
 
@@ -155,15 +153,17 @@ def test_text_keys_take_any_scalar_and_an_empty_section_is_its_defaults(tmp_path
     assert config.data.labels == ["no", "yes"]  # YAML 1.1 would have read False, True
 
 
-def test_sections_stay_mutable_and_checked():
+def test_a_config_is_frozen_and_a_derived_copy_is_checked():
     config = Config()
-    config.data.name = "other"
-    config.embedding.pooling = "mean"
-    assert (config.data.name, config.embedding.pooling) == ("other", "mean")
     with pytest.raises(ValueError):
-        config.embedding.pooling = "max"
-    replaced = config.data.model_copy(update={"labels": ["a", "b"], "positive_label": "b"})
-    assert replaced.labels == ["a", "b"] and config.data.labels is None
+        config.embedding.pooling = "mean"       # frozen: what a run resolved cannot change behind its back
+    derived = derive(config, {"data.name": "other", "embedding.pooling": "mean", "data.split.seed": 3})
+    assert (derived.data.name, derived.embedding.pooling, derived.data.split.seed) == ("other", "mean", 3)
+    assert (config.data.name, config.embedding.pooling) == ("sms_spam_sample", "auto")
+    with pytest.raises(UserError, match=r"^config: embedding.pooling must be one of auto, cls, pooler, mean, not 'max'$"):
+        derive(config, {"embedding.pooling": "max"})
+    with pytest.raises(UserError, match=r"unknown key 'train.optimiser'"):
+        derive(config, {"train.optimiser": "sgd"})
 
 
 # ---------------------------------------------------------------------------------------- messages
@@ -276,10 +276,10 @@ def test_backend_names_of_a_known_form_load(name):
     assert load_config(overrides=[f"quantum.backend={name}"]).quantum.backend == name
 
 
-def test_assignment_is_checked_like_loading():
-    quantum = QuantumConfig(noise_model="fake_fez")
-    with pytest.raises(ValueError, match="applies to aer_simulator only"):
-        quantum.backend = "ibm_torino"
+def test_a_derived_config_is_checked_like_loading():
+    config = load_config(overrides=["quantum.noise_model=fake_fez"])
+    with pytest.raises(UserError, match="applies to aer_simulator only"):
+        derive(config, {"quantum.backend": "ibm_torino"})
 
 
 def test_file_errors(tmp_path):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from embeddings.encode import Encoder, EncodeSettings, pool
 from embeddings.layers import TopLayers, layer_states, pad_states
-from embeddings.store import LayerStates
+from embeddings.content import LayerStates
 from orchestrator.cli import main
 from test_run import assert_same_run, kill_after_checkpoint
 
@@ -103,7 +103,7 @@ def test_gradients_reach_the_trainable_layers_and_not_the_frozen_ones(ray_sessio
                                 f"embedding.cache_dir={runs / 'cache'}", "quantum.n_qubits=2", "quantum.depth=1",
                                 "embedding.max_length=24"])
     prepared = prepare(config, progress=False)
-    training = loop.setup(config, prepared, runs / "scratch")
+    training = loop.setup(config, prepared, runs / "scratch", loop.run_encoder(config))
     logits, y = loop.forward(training, training.train, np.arange(8))
     training.loss_fn(logits, y).backward()
     encoder = training.model.encoder
@@ -193,7 +193,7 @@ def test_layer_states_resume_from_the_shards_of_an_interrupted_embedding(ray_ses
     """The shard that an interrupted run left is kept; the rest is embedded on Ray actors; the
     result equals an uninterrupted embedding of the same states."""
     from embeddings.stage import dataset_cache_key, embed_dataset
-    from embeddings.store import EmbeddingStore, ShardPlan, payload_rows, write_shard
+    from embeddings.store import EmbeddingStore, ShardPlan, write_shard
     from embeddings.models import resolve_model
     from orchestrator.config import load_config
     from orchestrator.data import load_dataset
@@ -211,8 +211,8 @@ def test_layer_states_resume_from_the_shards_of_an_interrupted_embedding(ray_ses
     key = dataset_cache_key(resolve_model(str(tiny_bert)), config.embedding, dataset.content_hash())
     assert key == uninterrupted.key
     store.prepare_parts(key, ShardPlan(rows=120, shard_rows=40))
-    write_shard(store.shard_path(key, 1), key, 1, 40, payload_rows(uninterrupted.cache.states, 40, 80))
+    write_shard(store.shard_path(key, 1), key, 1, 40, uninterrupted.cache.content.rows(40, 80))
     resumed = embed_dataset(dataset, config.embedding, start_pool=start_pool, progress=False)
     assert (resumed.resumed_rows, resumed.encoded_rows) == (40, 80)
-    assert resumed.cache.states.sha256() == uninterrupted.cache.states.sha256()
+    assert resumed.cache.content.sha256() == uninterrupted.cache.content.sha256()
     assert not store.parts_dir(key).exists()

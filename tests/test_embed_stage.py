@@ -48,7 +48,7 @@ def reference(pool, sms_slice, tmp_path_factory):
 
 def test_first_run_embeds_every_row_on_ray_actors(reference, sms_slice):
     assert not reference.hit and reference.encoded_rows == ROWS and reference.workers == 2
-    assert reference.cache.vectors.shape == (ROWS, 384) and reference.cache.vectors.dtype == np.float32
+    assert reference.cache.content.array.shape == (ROWS, 384) and reference.cache.content.array.dtype == np.float32
     assert np.array_equal(reference.cache.labels, sms_slice.labels)
     manifest = reference.cache.manifest
     assert manifest["rows"] == ROWS and manifest["dims"] == 384 and len(manifest["shards"]) == ROWS // SHARD_ROWS
@@ -66,7 +66,7 @@ def test_shards_hold_exactly_what_the_encoder_gives_for_their_rows(reference, sm
     try:
         for start in (0, 5 * SHARD_ROWS, ROWS - SHARD_ROWS):
             expected = encoder.encode(sms_slice.texts[start:start + SHARD_ROWS])
-            np.testing.assert_allclose(reference.cache.vectors[start:start + SHARD_ROWS], expected, atol=1e-5)
+            np.testing.assert_allclose(reference.cache.content.array[start:start + SHARD_ROWS], expected, atol=1e-5)
     finally:
         torch.set_num_threads(threads)
 
@@ -75,7 +75,7 @@ def test_second_run_is_a_cache_hit_that_encodes_nothing(reference, sms_slice):
     again = embed_dataset(sms_slice, stage_config(reference.cache.path.parents[1]), ray_pool_starter(), progress=False)
     # no pool given and nothing to encode: no actor was even started
     assert again.hit and again.encoded_rows == 0 and again.key == reference.key
-    assert np.array_equal(again.cache.vectors, reference.cache.vectors)
+    assert np.array_equal(again.cache.content.array, reference.cache.content.array)
     assert "cache hit" in again.final_line()
 
 
@@ -122,7 +122,7 @@ def test_kill_9_mid_run_then_rerun_embeds_only_missing_shards_and_equals_uninter
     encoded = int(resumed.stdout.split("encoded ")[1].split()[0])
     assert 0 < encoded <= ROWS - finished * SHARD_ROWS
     with h5py.File(tmp_path / "embeddings" / f"{reference.key}.h5") as f:
-        assert np.array_equal(f["vectors"][()], reference.cache.vectors), "resumed result equals uninterrupted run"
+        assert np.array_equal(f["vectors"][()], reference.cache.content.array), "resumed result equals uninterrupted run"
     assert not parts.exists() and list(tmp_path.rglob("*.tmp-*")) == []
 
     hit = subprocess.run(cli_embed(tmp_path, address, sms_sample_path), env=env, capture_output=True, text=True, timeout=300)
@@ -150,5 +150,5 @@ def test_a_corrupted_cache_is_never_used_but_moved_aside_and_recomputed(pool, re
     messages = [record.getMessage() for record in caplog.records]
     assert not repaired.hit and repaired.encoded_rows == ROWS
     assert any("moved aside" in m for m in messages)
-    assert np.array_equal(repaired.cache.vectors, reference.cache.vectors)
+    assert np.array_equal(repaired.cache.content.array, reference.cache.content.array)
     assert len(list(target.parent.glob("*.corrupt-*"))) == 1

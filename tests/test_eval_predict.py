@@ -76,16 +76,15 @@ def test_predict_agrees_with_the_cached_vectors(finished_run, capsys):
 
     run_dir, cache = finished_run
     run = load_run(run_dir)
-    run.config.embedding.cache_dir = str(cache)
     dataset = load_dataset(run.config.data)
-    cached = embed_dataset(dataset, run.config.embedding, progress=False)   # no pool: a cache hit needs none
+    cached = embed_dataset(dataset, run.config.embedding.model_copy(update={"cache_dir": str(cache)}), progress=False)   # no pool: a cache hit needs none
     assert cached.hit
     rows = list(range(0, 200, 10))
     texts = [dataset.texts[r] for r in rows]
     assert main(["predict", str(run_dir), "--json", *texts]) == 0
     answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [a["text"] for a in answers] == texts
-    expected = run.probabilities(cached.cache.vectors[rows])
+    expected = run.probabilities(run.encoder.inputs(cached.cache.content, np.array(rows), dataset.labels, run.standardiser))
     got = np.array([[a["probabilities"][name] for name in run.label_names] for a in answers])
     assert np.abs(got - expected).max() < 1e-4
     assert [a["label"] for a in answers] == [run.label_names[i] for i in expected.argmax(axis=1)]
@@ -176,7 +175,8 @@ def test_head_json_and_safetensors_describe_the_whole_head(finished_run):
     logits = expectations @ weights["post.weight"].T.astype(np.float64) + weights["post.bias"]
     rebuilt = np.exp(logits - logits.max(axis=1, keepdims=True))
     rebuilt /= rebuilt.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(load_run(run_dir).probabilities(vectors.astype(np.float32)), rebuilt, atol=2e-5)
+    run = load_run(run_dir)
+    np.testing.assert_allclose(run.probabilities(run.standardiser.apply(vectors.astype(np.float32))), rebuilt, atol=2e-5)
 
 
 def test_damaged_model_files_fall_back_to_best_pt_and_damage_to_both_is_one_line(finished_run, tmp_path, capsys):

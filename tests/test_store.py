@@ -5,7 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from embeddings.store import CorruptCache, EmbeddingStore, LayerStates, ShardPlan, payload_rows, write_shard
+from embeddings.content import LayerStates, Vectors
+from embeddings.store import CorruptCache, EmbeddingStore, ShardPlan, write_shard
 
 KEY = "k" * 64
 
@@ -16,7 +17,7 @@ def filled_store(tmp_path, rows=10, shard_rows=4, dims=3):
     vectors = np.arange(rows * dims, dtype=np.float32).reshape(rows, dims) / 7
     for index in range(plan.count):
         start, stop = plan.bounds(index)
-        write_shard(store.shard_path(KEY, index), KEY, index, start, vectors[start:stop])
+        write_shard(store.shard_path(KEY, index), KEY, index, start, Vectors(vectors[start:stop]))
     return store, plan, vectors
 
 
@@ -27,7 +28,7 @@ def test_shards_assemble_into_a_verified_cache_and_parts_disappear(tmp_path):
     store.assemble(KEY, plan, labels, {"model": "m"})
     assert not store.parts_dir(KEY).exists()
     cached = store.load(KEY)
-    assert np.array_equal(cached.vectors, vectors) and np.array_equal(cached.labels, labels)
+    assert np.array_equal(cached.content.array, vectors) and np.array_equal(cached.labels, labels)
     assert cached.manifest["complete"] is True and cached.manifest["rows"] == 10 and cached.manifest["dims"] == 3
     assert [s["start"] for s in cached.manifest["shards"]] == [0, 4, 8]
     assert list(tmp_path.rglob("*.tmp*")) == []
@@ -97,14 +98,13 @@ def test_layer_states_assemble_verify_and_reject_an_altered_value(tmp_path):
     states = ragged_states([4, 1, 7, 2, 3])
     for index in range(plan.count):
         start, stop = plan.bounds(index)
-        write_shard(store.shard_path(KEY, index), KEY, index, start, payload_rows(states, start, stop))
+        write_shard(store.shard_path(KEY, index), KEY, index, start, states.rows(start, stop))
     store.assemble(KEY, plan, np.zeros(5, dtype=np.int64), {})
     cached = store.load(KEY)
     assert cached.manifest["rows"] == 5 and cached.manifest["dims"] == 3
-    assert np.array_equal(cached.states.states, states.states) and list(cached.states.lengths) == [4, 1, 7, 2, 3]
-    assert [len(s) for s in cached.states.text_states([2, 0])] == [7, 4]
-    with pytest.raises(TypeError, match="layer states"):
-        cached.vectors
+    assert isinstance(cached.content, LayerStates)     # never read as vectors
+    assert np.array_equal(cached.content.states, states.states) and list(cached.content.lengths) == [4, 1, 7, 2, 3]
+    assert [len(s) for s in cached.content.text_states([2, 0])] == [7, 4]
     with h5py.File(store.final_path(KEY), "r+") as f:
         f["states"][9, 2] += 1e-3
     with pytest.raises(CorruptCache, match="fail their checksum|checksum"):
@@ -117,7 +117,7 @@ def test_a_damaged_layer_state_shard_is_dropped(tmp_path):
     states = ragged_states([2, 3, 1, 5])
     for index in range(plan.count):
         start, stop = plan.bounds(index)
-        write_shard(store.shard_path(KEY, index), KEY, index, start, payload_rows(states, start, stop))
+        write_shard(store.shard_path(KEY, index), KEY, index, start, states.rows(start, stop))
     with h5py.File(store.shard_path(KEY, 1), "r+") as f:
         f["lengths"][0] = 2          # the same bytes of states, cut differently
     assert store.finished_shards(KEY, plan) == {0}

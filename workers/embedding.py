@@ -62,11 +62,7 @@ class EmbeddingWorker:
 
         self.load()
         started = time.perf_counter()
-        if self._settings.train_layers:
-            payload = self.encoder.encode_states(task.texts)
-        else:
-            payload = self.encoder.encode(task.texts)
-        checksum = write_shard(task.path, task.key, task.index, task.start, payload)
+        checksum = write_shard(task.path, task.key, task.index, task.start, self.encoder.content(task.texts))
         node = ray.get_runtime_context()
         return ShardResult(index=task.index, rows=len(task.texts), sha256=checksum,
                            seconds=time.perf_counter() - started, host=socket.gethostname(), pid=os.getpid(),

@@ -37,6 +37,11 @@ class GradientMethod:
         if self.name not in METHODS:
             raise ValueError(f"gradient method must be one of {', '.join(METHODS)}, not {self.name!r}")
 
+    @property
+    def trains_inputs(self) -> bool:
+        """Whether the Jacobian holds the input angles' columns (else the pre-net cannot learn)."""
+        return self.name != "parameter-shift-weights"
+
     def rows_per_sample(self, n_inputs: int, n_weights: int) -> int:
         if self.name == "spsa":
             return 1 + 2 * self.spsa_samples

@@ -34,9 +34,7 @@ import numpy as np
 from orchestrator.core.errors import first_line
 from orchestrator.core.files import write_bytes_atomically
 from orchestrator.quantum.scheduler import JobHook, JobIntent, RecordedJob
-
-JOURNAL = "jobs.jsonl"
-RESULTS = "jobs"
+from orchestrator.run_dir import RunDir
 
 
 class QpuBudgetExceeded(RuntimeError):
@@ -45,8 +43,8 @@ class QpuBudgetExceeded(RuntimeError):
 
 class JobJournal(JobHook):
     def __init__(self, run_dir: Path, max_qpu_seconds: Optional[float] = None) -> None:
-        self.path = Path(run_dir) / JOURNAL
-        self.results = Path(run_dir) / RESULTS
+        self.path = Path(run_dir) / RunDir.JOURNAL
+        self.results = Path(run_dir) / RunDir.JOB_RESULTS
         self.max_qpu_seconds = max_qpu_seconds
         self.jobs: dict[tuple[int, int], dict] = {}   # (request, index) -> what is known of that job
         end_torn_line(self.path)
@@ -94,7 +92,7 @@ class JobJournal(JobHook):
 
     def after_result(self, intent: JobIntent, job_id: str, expectations: np.ndarray,
                      quantum_seconds: Optional[float] = None) -> None:
-        name = f"{RESULTS}/r{intent.request:07d}-{intent.index}.npy"
+        name = f"{RunDir.JOB_RESULTS}/r{intent.request:07d}-{intent.index}.npy"
         self.results.mkdir(exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, expectations)

@@ -88,6 +88,15 @@ class HybridHead(nn.Module):
         expectations = quantum_layer(angles.double(), self.quantum_weights, self.scheduler)
         return self.post(expectations.to(features.dtype))
 
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of standardised features (what `Features.batch(rows)` gives)."""
+        return self(batch)
+
+    def split_logits(self, split) -> torch.Tensor:
+        """Logits of a whole split (anything with `batch(rows)` and a length) in one values-only
+        request; call it without gradients."""
+        return self(split.batch(np.arange(len(split))))
+
 
 @contextlib.contextmanager
 def one_torch_thread():

@@ -1,7 +1,7 @@
 """A co-trained encoder in front of the hybrid head: `embedding.train_layers: k | all`.
 
     train_layers = k    the bottom L - k layers are frozen and their output is cached (ragged layer
-                        states, embeddings/store.py); training runs the top k layers over it
+                        states, embeddings/content.py); training runs the top k layers over it
     train_layers = all  full fine-tuning: the whole encoder trains on the token ids
 
 Either way the model maps a batch of inputs to logits as
@@ -20,6 +20,7 @@ length-sorted chunks without gradients and the head once: one values-only job pe
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -29,42 +30,44 @@ import numpy as np
 import torch
 from torch import nn
 
-from embeddings.encode import EncoderSource, TokenIds, pad_batch, plan_batches, pool
-from embeddings.layers import TopLayers, freeze_below, pad_states
+from embeddings.encode import EncoderSource, plan_batches, pool, tokenize_texts
+from embeddings.layers import TopLayers, freeze_below
 from embeddings.models import resolve_model
 from orchestrator.config import Config
-from orchestrator.training.features import Features, Standardiser
+from orchestrator.training.features import FittedInputs, Standardiser
 
 log = logging.getLogger(__name__)
 
 EVAL_BATCH_TOKENS = 8192     # padded tokens per chunk when the encoder runs without gradients
 
 @dataclass(frozen=True)
-class EncoderInputs:
-    """One split's rows for the trainable encoder: its labels and where its inputs are."""
+class EncoderBatch:
+    """A padded batch for the trainable encoder: layer states or token ids, and their mask."""
 
-    source: EncoderSource    # the whole dataset's
+    inputs: torch.Tensor
+    mask: torch.Tensor
+    tokens: bool             # token ids (the whole encoder runs) or layer states (its top layers)
+
+
+@dataclass(frozen=True)
+class EncoderInputs:
+    """One split's rows for the trainable encoder: its labels and where its inputs are (the
+    SplitInputs of a co-trained encoder, training/model.py)."""
+
+    source: EncoderSource    # the whole dataset's: LayerStates or TokenIds
     rows: np.ndarray         # this split's rows of the dataset
     y: torch.Tensor          # (rows,) int64
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def tokens(self) -> bool:
-        return isinstance(self.source, TokenIds)
-
     def lengths(self) -> np.ndarray:
-        if self.tokens:
-            return np.array([len(self.source.ids[r]) for r in self.rows])
-        return self.source.lengths[self.rows]
+        return self.source.lengths_of(self.rows)
 
-    def batch(self, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, rows) -> EncoderBatch:
         """The padded inputs of `rows` (positions in this split) and their attention mask."""
-        dataset_rows = self.rows[np.asarray(rows)]
-        if self.tokens:
-            return pad_batch([self.source.ids[r] for r in dataset_rows], self.source.pad_id)
-        return pad_states(self.source.text_states(dataset_rows))
+        inputs, mask = self.source.padded(self.rows[np.asarray(rows)])
+        return EncoderBatch(inputs, mask, tokens=self.source.holds_token_ids)
 
 
 class TrainableEncoder(nn.Module):
@@ -114,15 +117,18 @@ class EncoderHead(nn.Module):
         self.register_buffer("mean", torch.tensor(standardiser.mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(standardiser.std, dtype=torch.float32), persistent=False)
 
-    def pooled(self, batch: tuple[torch.Tensor, torch.Tensor], tokens: bool) -> torch.Tensor:
+    def pooled(self, batch: EncoderBatch) -> torch.Tensor:
         """Float32 pooled vectors on the CPU (where the head and the scheduler are)."""
-        inputs, mask = (t.to(self.device) for t in batch)
+        inputs, mask = batch.inputs.to(self.device), batch.mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
-            pooled = self.encoder(inputs, mask, tokens)
+            pooled = self.encoder(inputs, mask, batch.tokens)
         return pooled.float().cpu()
 
-    def forward(self, batch: tuple[torch.Tensor, torch.Tensor], tokens: bool) -> torch.Tensor:
-        return self.head((self.pooled(batch, tokens) - self.mean) / self.std)
+    def forward(self, batch: EncoderBatch) -> torch.Tensor:
+        return self.head((self.pooled(batch) - self.mean) / self.std)
+
+    def logits(self, batch: EncoderBatch) -> torch.Tensor:
+        return self(batch)
 
     def split_logits(self, inputs: EncoderInputs) -> torch.Tensor:
         """Logits of a whole split: the encoder over length-sorted chunks, then the head once
@@ -136,46 +142,61 @@ def pooled_vectors(model: EncoderHead, inputs: EncoderInputs) -> np.ndarray:
     out = np.zeros((len(inputs), model.encoder.hidden_size), dtype=np.float32)
     with torch.no_grad():
         for chunk in plan_batches(inputs.lengths(), EVAL_BATCH_TOKENS):
-            out[chunk] = model.pooled(inputs.batch(chunk), inputs.tokens).numpy()
+            out[chunk] = model.pooled(inputs.batch(chunk)).numpy()
     return out
 
 
-@dataclass
-class EncoderSetup:
-    """What a co-trained run trains on, built before the head (see loop.setup)."""
+class CoTrainedEncoder:
+    """The RunEncoder (training/model.py) of embedding.train_layers k | all: the configured encoder
+    as loaded, cut at train_layers, trains in front of the head."""
 
-    encoder: TrainableEncoder
-    device: torch.device
-    bfloat16: bool
-    standardiser: Standardiser
-    splits: tuple[EncoderInputs, EncoderInputs, EncoderInputs]     # train, val, test
-    frozen_features: tuple[Features, Features, Features]           # the baselines' vectors
+    def __init__(self, config: Config) -> None:
+        e, precision = config.embedding, config.train.precision
+        resolved = resolve_model(e.model, e.revision)
+        self.device = encoder_device(e.device)
+        self.bfloat16 = precision == "bfloat16" or (precision == "auto" and self.device.type == "cuda")
+        self.encoder = TrainableEncoder(load_encoder(resolved.path), e.train_layers, resolved.pooling(e.pooling))
+        self.model_path, self.max_length, self.train_layers = resolved.path, e.max_length, e.train_layers
 
+    def threads(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()     # an encoder on the CPU wants every core
 
-def setup_encoder(config: Config, source: EncoderSource, labels: np.ndarray, split) -> EncoderSetup:
-    """Load the encoder, make its trainable part, and standardise with the vectors it gives as loaded."""
-    encoder, device, bfloat16 = make_encoder(config)
-    splits = tuple(EncoderInputs(source=source, rows=np.asarray(rows), y=torch.from_numpy(labels[rows].astype(np.int64)))
-                   for rows in (split.train, split.val, split.test))
-    unscaled = Standardiser(mean=np.zeros(1), std=np.ones(1))
-    probe = EncoderHead(encoder, nn.Identity(), unscaled, device, bfloat16).eval()
-    vectors = [pooled_vectors(probe, inputs) for inputs in splits]
-    probe.train()
-    standardiser = Standardiser.fit(vectors[0])
-    frozen = tuple(standardiser.apply(v, labels[rows]) for v, rows in zip(vectors, (split.train, split.val, split.test)))
-    log.info(f"encoder: {trainable_parameters(encoder):,} trainable parameters (train_layers "
-             f"{config.embedding.train_layers}) on {device.type}" + (" with bfloat16 autocast" if bfloat16 else ""))
-    return EncoderSetup(encoder=encoder, device=device, bfloat16=bfloat16, standardiser=standardiser,
-                        splits=splits, frozen_features=frozen)
+    def inputs(self, content: EncoderSource, rows: np.ndarray, labels: np.ndarray,
+               standardiser: Standardiser | None = None) -> EncoderInputs:
+        """Rows of the dataset whose layer states or token ids are `content` (the standardisation is
+        the model's own)."""
+        return EncoderInputs(source=content, rows=np.asarray(rows), y=torch.from_numpy(labels[rows].astype(np.int64)))
 
+    def fit(self, content: EncoderSource, labels: np.ndarray, split) -> FittedInputs:
+        """The splits' inputs, standardised with the vectors the encoder gives as loaded (the
+        baselines' features too)."""
+        parts = (split.train, split.val, split.test)
+        splits = tuple(self.inputs(content, rows, labels) for rows in parts)
+        unscaled = Standardiser(mean=np.zeros(1), std=np.ones(1))
+        probe = EncoderHead(self.encoder, nn.Identity(), unscaled, self.device, self.bfloat16).eval()
+        vectors = [pooled_vectors(probe, inputs) for inputs in splits]
+        probe.train()
+        standardiser = Standardiser.fit(vectors[0])
+        baseline = tuple(standardiser.apply(v, labels[rows]) for v, rows in zip(vectors, parts))
+        log.info(f"encoder: {trainable_parameters(self.encoder):,} trainable parameters (train_layers "
+                 f"{self.train_layers}) on {self.device.type}" + (" with bfloat16 autocast" if self.bfloat16 else ""))
+        return FittedInputs(standardiser=standardiser, splits=splits, baseline_features=baseline)
 
-def make_encoder(config: Config) -> tuple[TrainableEncoder, torch.device, bool]:
-    """The configured encoder as loaded, cut at train_layers; the device it runs on; bfloat16 autocast or not."""
-    e, precision = config.embedding, config.train.precision
-    resolved = resolve_model(e.model, e.revision)
-    device = encoder_device(e.device)
-    bfloat16 = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
-    return TrainableEncoder(load_encoder(resolved.path), e.train_layers, resolved.pooling(e.pooling)), device, bfloat16
+    def text_inputs(self, texts: list[str], standardiser: Standardiser) -> EncoderInputs:
+        """New texts (predict): their token ids, on which the whole encoder runs with its trained layers."""
+        tokens = tokenize_texts(self.model_path, texts, self.max_length)
+        return EncoderInputs(source=tokens, rows=np.arange(len(texts)), y=torch.zeros(len(texts), dtype=torch.long))
+
+    def in_front_of(self, head: nn.Module, standardiser: Standardiser, trains_inputs: bool) -> EncoderHead:
+        if not trains_inputs:
+            self.encoder.requires_grad_(False)   # the head's input gradient is not measured: nothing below it learns
+        return EncoderHead(self.encoder, head, standardiser, self.device, self.bfloat16)
+
+    def parameter_groups(self, model: EncoderHead, t) -> list[dict]:
+        return parameter_groups(model, t.lr, t.weight_decay, t.encoder_lr, t.encoder_weight_decay)
+
+    def trainable_parameters(self, model: EncoderHead) -> int:
+        return trainable_parameters(model.encoder)
 
 
 def load_encoder(path: str) -> nn.Module:

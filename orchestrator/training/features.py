@@ -13,10 +13,18 @@ CONSTANT_FEATURE = 1e-3  # a feature whose std is under this x the median std is
 
 @dataclass(frozen=True)
 class Features:
-    """Standardised vectors and labels of one split."""
+    """Standardised vectors and labels of one split: the SplitInputs of a frozen encoder
+    (training/model.py)."""
 
     x: torch.Tensor     # (rows, F) float32
     y: torch.Tensor     # (rows,) int64
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batch(self, rows: np.ndarray) -> torch.Tensor:
+        """The features of `rows` (positions in this split): what HybridHead.logits takes."""
+        return self.x[torch.from_numpy(np.asarray(rows))]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,15 @@ class Standardiser:
 
     def to_dict(self) -> dict:
         return {"mean": self.mean, "std": self.std}
+
+
+@dataclass(frozen=True)
+class FittedInputs:
+    """What a run trains on, made by its RunEncoder (training/model.py) before the head exists."""
+
+    standardiser: Standardiser
+    splits: tuple            # train, val, test SplitInputs (Features, or a co-trained encoder's EncoderInputs)
+    baseline_features: tuple[Features, Features, Features]   # the frozen encoder's vectors: the baselines' inputs
 
 
 def class_weights(labels: np.ndarray, n_classes: int, policy: str) -> torch.Tensor | None:

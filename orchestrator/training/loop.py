@@ -14,10 +14,10 @@ Every mini-batch is one request to the scheduler (values + Jacobian in one job);
 is `train.grad_accumulation` of them; every evaluation (validation each epoch, test at the end)
 is one values-only request.
 
-`make_model` builds what maps a batch to logits: the hybrid head on standardised cached vectors,
-or with `embedding.train_layers` k | all a co-trained encoder in front of it (training/encoder.py),
-whose splits are layer states or token ids instead of vectors. A phase of a device run
-(simulator, noisy simulator, hardware) is the same epoch loop on another scheduler.
+The model comes from training/model.py: `run_encoder(config)` says what stands in front of the
+head (a frozen encoder's cached vectors, or a co-trained encoder), `build_model` puts it together;
+the loop only calls `model.logits(split.batch(rows))` and `model.split_logits(split)`. A phase of a
+device run (simulator, noisy simulator, hardware) is the same epoch loop on another scheduler.
 """
 from __future__ import annotations
 
@@ -27,44 +27,39 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Union
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from embeddings.encode import EncoderSource
-from orchestrator.config import Config, TrainConfig, to_dict
+from orchestrator.config import Config, TrainConfig
 from orchestrator.core import invocation
 from orchestrator.core.log import progress as progress_display
-from orchestrator.core.files import write_jsonl_atomically, write_yaml_atomically
+from orchestrator.core.files import write_jsonl_atomically
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.backends import make_scheduler
-from orchestrator.quantum.model import HybridHead, one_torch_thread
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 from orchestrator.training import report
 from orchestrator.training.baselines import fit_baselines
-from orchestrator.training.encoder import (EncoderHead, EncoderInputs, EncoderSetup, parameter_groups, setup_encoder,
-                                           steps_per_epoch, trainable_parameters)
+from orchestrator.training.encoder import steps_per_epoch
 from orchestrator.training.features import Features, Standardiser, class_weights
 from orchestrator.training.metrics import Scores, score
+from orchestrator.training.model import RunEncoder, SplitInputs, build_model, run_encoder
 from orchestrator.training.model_files import describe_head, load_best_weights, save_model_files
-from orchestrator.training.state import (BEST, Best, EpochTally, TrainState, epoch_order, load_checkpoint,
+from orchestrator.run_dir import RunDir
+from orchestrator.training.state import (Best, EpochTally, TrainState, epoch_order, load_checkpoint,
                                          save_checkpoint, save_torch_atomically, seed_everything)
 from orchestrator.training.trackers import Trackers, open_trackers
 
 log = logging.getLogger(__name__)
-
-SplitInputs = Union[Features, EncoderInputs]   # a split's standardised vectors, or a co-trained encoder's inputs
-
 
 class Prepared(Protocol):
     """What a run trains on: orchestrator.pipeline.Prepared."""
 
     dataset: Dataset
     split: Split
-    vectors: Optional[np.ndarray]               # None with a co-trained encoder
-    encoder_source: Optional[EncoderSource]     # its inputs: layer states (train_layers k) or token ids (all)
+    content: object      # the vectors (Vectors), or a co-trained encoder's LayerStates or TokenIds
     embed_info: dict
 
 
@@ -73,8 +68,9 @@ class Training:
     """What the loop works with, built once per run by `setup`."""
 
     config: TrainConfig
-    run_dir: Path
+    run_dir: RunDir
     model: nn.Module                     # HybridHead, or EncoderHead (a co-trained encoder in front of it)
+    encoder: RunEncoder                  # what stands in front of the head (training/model.py)
     scheduler: ParameterShiftScheduler
     optimizer: torch.optim.Optimizer
     lr_schedule: torch.optim.lr_scheduler.LambdaLR
@@ -84,7 +80,7 @@ class Training:
     train: SplitInputs
     val: SplitInputs
     test: SplitInputs
-    frozen_features: tuple[Features, Features, Features]   # train, val, test vectors of the frozen encoder
+    baseline_features: tuple[Features, Features, Features]   # train, val, test vectors of the frozen encoder
     label_names: list[str]
     positive_label: str
     trackers: Trackers = field(default_factory=lambda: Trackers([]))   # opened once the start step is known
@@ -113,7 +109,7 @@ class Training:
         return [order[batch * size:(batch + 1) * size] for batch in range(first, last)]
 
 
-def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
+def train(config: Config, prepared: Prepared, run_dir: Path | RunDir, progress: bool = True, resume: bool = False,
           initial_model: dict | None = None, report_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train, evaluate, compare with the classical baselines, write the run dir; return summary.json's dict.
 
@@ -121,13 +117,13 @@ def train(config: Config, prepared: Prepared, run_dir: Path, progress: bool = Tr
     the first candidate for the best model (validated before any step). resume=True continues from
     run_dir/checkpoint.pt: on an exact backend the result equals an uninterrupted run's.
     `report_epoch` receives each epoch's metrics as well as the trackers (a sweep trial's report)."""
-    t = config.train
+    t, run_dir = config.train, RunDir.at(run_dir)
     with contextlib.ExitStack() as stack:
-        if config.embedding.train_layers == 0:
-            stack.enter_context(one_torch_thread())   # an encoder on the CPU wants every core
-        training = setup(config, prepared, run_dir, initial_model)
+        encoder = run_encoder(config)
+        stack.enter_context(encoder.threads())
+        training = setup(config, prepared, run_dir, encoder, initial_model)
         stack.callback(training.scheduler.backend.close)   # ends a Session/Batch, stops workers: always
-        state = restore(training) if resume else start(training, config, prepared.embed_info, initial_model)
+        state = restore(training, config) if resume else start(training, config, prepared.embed_info, initial_model)
         training.trackers = stack.enter_context(contextlib.closing(
             open_trackers(config, run_dir, resume_step=state.step if resume else None, report_epoch=report_epoch)))
         train_started = time.perf_counter()
@@ -153,79 +149,55 @@ def finish(training: Training, config: Config, prepared: Prepared, state: TrainS
     """The best weights on the test split, the classical baselines, summary.json, plots, trackers."""
     training.model.load_state_dict(load_best_weights(training.run_dir))
     test = evaluate(training, training.test).scores
-    baselines = fit_baselines(*training.frozen_features, training.n_classes, training.positive,
+    baselines = fit_baselines(*training.baseline_features, training.n_classes, training.positive,
                               training.class_weights, config.quantum.n_qubits, config.train)
     quantum = report.quantum_usage(training.scheduler)   # before the backend closes (and stops its workers)
-    model = training.model
     summary = report.summary(config, prepared.dataset, prepared.split, state, test, baselines, quantum,
                              train_seconds, training.scheduler.counters.requests,
-                             trainable_parameters(model.encoder) if isinstance(model, EncoderHead) else 0)
+                             training.encoder.trainable_parameters(training.model))
     report.write_report(training.run_dir, summary, state.history, test, training.label_names)
     training.trackers.finish(training.run_dir, summary)
     return summary
 
 
-def setup(config: Config, prepared: Prepared, run_dir: Path, initial_model: dict | None = None) -> Training:
-    """Features, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
-    t, dataset, split = config.train, prepared.dataset, prepared.split
-    encoder = None
-    if config.embedding.train_layers == 0:
-        standardiser = Standardiser.fit(prepared.vectors[split.train])
-        splits = tuple(standardiser.apply(prepared.vectors[rows], dataset.labels[rows])
-                       for rows in (split.train, split.val, split.test))
-        frozen_features = splits
-    else:
-        encoder = setup_encoder(config, prepared.encoder_source, dataset.labels, split)
-        standardiser, splits, frozen_features = encoder.standardiser, encoder.splits, encoder.frozen_features
+def setup(config: Config, prepared: Prepared, run_dir: RunDir, encoder: RunEncoder,
+          initial_model: dict | None = None) -> Training:
+    """Inputs, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
+    t, dataset = config.train, prepared.dataset
+    fitted = encoder.fit(prepared.content, dataset.labels, prepared.split)
+    standardiser, splits = fitted.standardiser, fitted.splits
     weights = class_weights(splits[0].y.numpy(), len(dataset.label_names), t.class_weights)
 
     seed_everything(t.seed)
     scheduler = make_scheduler(config, run_dir)
-    model = make_model(len(standardiser.mean), len(dataset.label_names), scheduler, encoder)
+    model = build_model(scheduler, standardiser, len(dataset.label_names), encoder)
     if initial_model is not None:
         model.load_state_dict(initial_model)
-    optimizer = make_optimizer(model, t)
+    optimizer = make_optimizer(model, encoder, t)
     total_steps = steps_per_epoch(len(splits[0].y), t.batch_size, t.grad_accumulation) * t.epochs
     if t.max_steps is not None:
         total_steps = min(total_steps, t.max_steps)
     warmup_steps = math.ceil(t.warmup_ratio * total_steps)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, t.schedule, warmup_steps))
-    return Training(config=t, run_dir=run_dir, model=model, scheduler=scheduler, optimizer=optimizer,
+    return Training(config=t, run_dir=run_dir, model=model, encoder=encoder, scheduler=scheduler, optimizer=optimizer,
                     lr_schedule=lr_schedule, loss_fn=nn.CrossEntropyLoss(weight=weights), class_weights=weights,
                     standardiser=standardiser, train=splits[0], val=splits[1], test=splits[2],
-                    frozen_features=frozen_features, label_names=list(dataset.label_names),
+                    baseline_features=fitted.baseline_features, label_names=list(dataset.label_names),
                     positive_label=dataset.positive_label,
                     head_description=describe_head(config, standardiser.mean, standardiser.std,
                                                    list(dataset.label_names), dataset.positive_label))
 
 
-def make_model(n_features: int, n_classes: int, scheduler: ParameterShiftScheduler,
-               encoder: EncoderSetup | None = None) -> nn.Module:
-    """What maps a batch of inputs to logits: the hybrid head on `scheduler`, behind the
-    co-trained encoder when there is one."""
-    head = HybridHead(n_features, n_classes, scheduler)
-    no_input_gradient = scheduler.gradient.name == "parameter-shift-weights"
-    if no_input_gradient:
-        head.pre.requires_grad_(False)   # its gradient is not measured: the pre-net stays as it is
-    if encoder is None:
-        return head
-    if no_input_gradient:
-        encoder.encoder.requires_grad_(False)   # nor does anything below it learn
-    return EncoderHead(encoder.encoder, head, encoder.standardiser, encoder.device, encoder.bfloat16)
-
-
-def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, encoder: RunEncoder, t: TrainConfig) -> torch.optim.Optimizer:
     optimizer_class = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    if isinstance(model, EncoderHead):
-        return optimizer_class(parameter_groups(model, t.lr, t.weight_decay, t.encoder_lr, t.encoder_weight_decay))
-    return optimizer_class(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return optimizer_class(encoder.parameter_groups(model, t))
 
 
 def start(training: Training, config: Config, embed_info: dict, initial_model: dict | None = None) -> TrainState:
     """A fresh run: config.yaml, and a checkpoint at step 0 so it is resumable from the first step.
     Starting from an earlier phase's weights, they are validated first: training must beat them."""
-    write_yaml_atomically(training.run_dir / "config.yaml", to_dict(config))
+    training.run_dir.write_config(config)
     state = TrainState(best=Best(metric=training.config.select_metric), embed_info=embed_info,
                        data_order=epoch_order(len(training.train.y), training.config.seed, 0),
                        started_at=report.now(), command=invocation.command_line())
@@ -237,7 +209,9 @@ def start(training: Training, config: Config, embed_info: dict, initial_model: d
     return state
 
 
-def restore(training: Training) -> TrainState:
+def restore(training: Training, config: Config) -> TrainState:
+    """The run where its last checkpoint left it; config.yaml records a resume's new runtime settings."""
+    training.run_dir.write_config(config)
     state = TrainState.from_checkpoint(load_checkpoint(training.run_dir), training.model,
                                        training.optimizer, training.lr_schedule, training.scheduler.counters)
     log.info(f"resuming at epoch {state.epoch + 1}, step {state.step}")
@@ -287,10 +261,7 @@ def train_epoch(training: Training, state: TrainState, train_started: float, pro
 
 def forward(training: Training, split: SplitInputs, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of some rows of a split."""
-    rows = torch.from_numpy(rows)
-    if isinstance(split, EncoderInputs):
-        return training.model(split.batch(rows.numpy()), split.tokens), split.y[rows]
-    return training.model(split.x[rows]), split.y[rows]
+    return training.model.logits(split.batch(rows)), split.y[torch.from_numpy(rows)]
 
 
 def end_epoch(training: Training, state: TrainState, train_started: float, epoch_started: float,
@@ -315,7 +286,7 @@ def end_epoch(training: Training, state: TrainState, train_started: float, epoch
         "lr": training.optimizer.param_groups[0]["lr"],
         "jobs": counters.total.jobs, "circuits": counters.total.circuits,
         "seconds": time.perf_counter() - epoch_started})
-    write_jsonl_atomically(training.run_dir / "metrics.jsonl", state.history)
+    write_jsonl_atomically(training.run_dir / RunDir.METRICS, state.history)
     training.trackers.log_epoch(state.step, state.history[-1])
     state.epoch, state.next_batch = epoch, 0
     checkpoint(training, state, state.train_seconds_before + time.perf_counter() - train_started)
@@ -339,7 +310,7 @@ def save_best(training: Training, epoch: int, value: float) -> None:
     weights = training.model.state_dict()     # with a co-trained encoder, its trained layers too
     chosen = {"epoch": epoch, "metric": training.config.select_metric, "value": value}
     standardiser = {name: torch.from_numpy(values) for name, values in training.standardiser.to_dict().items()}
-    save_torch_atomically(training.run_dir / BEST, dict(
+    save_torch_atomically(training.run_dir / RunDir.BEST, dict(
         chosen, model=weights, standardiser=standardiser, labels=training.label_names,
         positive_label=training.positive_label))
     save_model_files(training.run_dir, weights, dict(training.head_description, best=chosen))
@@ -356,7 +327,7 @@ def evaluate(training: Training, features: SplitInputs) -> Evaluation:
     model = training.model
     model.eval()
     with torch.no_grad():
-        logits = model.split_logits(features) if isinstance(model, EncoderHead) else model(features.x)
+        logits = model.split_logits(features)
         loss = float(training.loss_fn(logits, features.y))
     model.train()
     predicted = logits.argmax(dim=1).numpy()

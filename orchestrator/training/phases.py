@@ -13,28 +13,28 @@ dir: checkpoints, best.pt, metrics, its summary, and on the device the job journ
 run resumes in the phase it was in; finished phases are not run again. The plan, with each
 phase's estimated jobs, shots and QPU seconds, is written before anything is submitted
 (`plan.json`, and `orchestrate estimate` prints it); the journal keeps the budget while it runs.
+
+Each phase is a function in PHASES that makes its PhasePlan from the run's config (or leaves
+itself out): adding a phase is one such function and its place in that tuple.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator.config import Config
+from orchestrator.config import AER_SIMULATOR, Config, derive
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
 from orchestrator.quantum.backends import check_aer_capacity
 from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
+from orchestrator.run_dir import RunDir
 from orchestrator.training.loop import Prepared, train
-from orchestrator.training.model_files import HEAD_FILE, WEIGHTS_FILE, load_best_weights
-from orchestrator.training.state import BEST, has_checkpoint
+from orchestrator.training.model_files import load_best_weights
 
 log = logging.getLogger(__name__)
 
-PHASES_DIR = "phases"
-PLAN_FILE = "plan.json"
 BUDGET_MARGIN = 0.95       # plan steps into 95% of the budget: billing is not the estimate to the second
 HARDWARE_LR_FACTOR = 0.1   # phases 2 and 3 fine-tune: train.lr / 10 unless hardware.lr says
 
@@ -82,40 +82,59 @@ def device_twin(backend: str) -> Optional[str]:
 def phase_config(config: Config, backend: str, noise_model: Optional[str], steps: int) -> Config:
     """The config of a fine-tuning phase (2 or 3): the hardware section's shots, gradient, rate."""
     h, t = config.hardware, config.train
-    phase = config.model_copy(deep=True)
-    phase.quantum.backend, phase.quantum.noise_model = backend, noise_model
-    phase.quantum.shots, phase.quantum.eval_shots = h.shots, h.eval_shots
-    phase.quantum.gradient = h.gradient
-    if phase.quantum.seed is None:
-        phase.quantum.seed = t.seed           # shots on Aer: seeded, so a resumed phase draws the same
-    phase.train.batch_size = h.batch_size or t.batch_size
-    phase.train.lr = h.lr or t.lr * HARDWARE_LR_FACTOR
-    phase.train.max_steps = steps
-    phase.train.grad_accumulation = 1         # a device step is one job: the plan's arithmetic counts them so
-    phase.train.patience = 1 << 20            # a phase's steps are few and paid for: no early stop inside
-    phase.train.checkpoint_every = 1          # every device step is worth keeping
-    return phase
+    return derive(config, {
+        "quantum.backend": backend, "quantum.noise_model": noise_model,
+        "quantum.shots": h.shots, "quantum.eval_shots": h.eval_shots, "quantum.gradient": h.gradient,
+        # shots on Aer: seeded, so a resumed phase draws the same
+        "quantum.seed": t.seed if config.quantum.seed is None else config.quantum.seed,
+        "train.batch_size": h.batch_size or t.batch_size, "train.lr": h.lr or t.lr * HARDWARE_LR_FACTOR,
+        "train.max_steps": steps,
+        "train.grad_accumulation": 1,       # a device step is one job: the plan's arithmetic counts them so
+        "train.patience": 1 << 20,          # a phase's steps are few and paid for: no early stop inside
+        "train.checkpoint_every": 1})       # every device step is worth keeping
+
+
+def simulator_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
+    """Phase 1, exact Aer: the whole training, free and fast."""
+    simulator = derive(config, {"quantum.backend": AER_SIMULATOR, "quantum.shots": None, "quantum.noise_model": None,
+                                "train.epochs": config.hardware.pretrain_epochs or config.train.epochs})
+    return aer_checked(estimated(PhasePlan(number, "simulator", simulator, steps=None), split))
+
+
+def noisy_simulator_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
+    """Phase 2, Aer under the device's noise model (its fake twin): a few shot-frugal steps."""
+    twin = device_twin(config.quantum.backend)
+    if twin is None:
+        log.warning(f"no fake twin of {config.quantum.backend}: no noisy-simulator phase")
+        return None
+    steps = config.hardware.noisy_steps
+    noisy = PhasePlan(number, "noisy-simulator", phase_config(config, AER_SIMULATOR, twin, steps), steps=steps)
+    return aer_checked(estimated(noisy, split))
+
+
+def hardware_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
+    """Phase 3, the device: as many steps as the budget allows (or hardware.steps), then validation and test."""
+    steps, work, seconds = fit_hardware_steps(phase_config(config, config.quantum.backend, None, 0), split,
+                                              config.runtime.max_qpu_seconds, config.hardware.steps)
+    return PhasePlan(number, "hardware", phase_config(config, config.quantum.backend, None, steps), steps=steps,
+                     jobs=work.jobs, circuits=work.circuits, shots=work.shots, qpu_seconds=seconds)
+
+
+# A device run's phases, in order; a phase may leave itself out of a plan (None). Its number is its place here.
+PHASES: tuple[Callable[[Config, object, int], Optional[PhasePlan]], ...] = (
+    simulator_phase, noisy_simulator_phase, hardware_phase)
 
 
 def plan_run(config: Config, split) -> list[PhasePlan]:
     """The phases of a device run, with the hardware steps the budget allows and every estimate."""
-    h = config.hardware
-    simulator = config.model_copy(deep=True)
-    simulator.quantum.backend, simulator.quantum.shots, simulator.quantum.noise_model = "aer_simulator", None, None
-    simulator.train.epochs = h.pretrain_epochs or config.train.epochs
-    phases = [estimated(PhasePlan(1, "simulator", simulator, steps=None), split)]
-    twin = device_twin(config.quantum.backend)
-    if twin is not None:
-        noisy = PhasePlan(2, "noisy-simulator", phase_config(config, "aer_simulator", twin, h.noisy_steps),
-                          steps=h.noisy_steps)
-        phases.append(estimated(noisy, split))
-    else:
-        log.warning(f"no fake twin of {config.quantum.backend}: no noisy-simulator phase")
-    for phase in phases:              # the Aer phases must fit this machine too
-        check_aer_capacity(phase.config.quantum.n_qubits, noisy=phase.config.quantum.noise_model is not None)
-    hardware = PhasePlan(3, "hardware", phase_config(config, config.quantum.backend, None, 0), steps=0)
-    fit_hardware_steps(hardware, split, config.runtime.max_qpu_seconds, h.steps)
-    return phases + [hardware]
+    planned = (plan(config, split, number) for number, plan in enumerate(PHASES, start=1))
+    return [phase for phase in planned if phase is not None]
+
+
+def aer_checked(phase: PhasePlan) -> PhasePlan:
+    """An Aer phase must fit this machine too."""
+    check_aer_capacity(phase.config.quantum.n_qubits, noisy=phase.config.quantum.noise_model is not None)
+    return phase
 
 
 def estimated(phase: PhasePlan, split) -> PhasePlan:
@@ -147,15 +166,15 @@ def describe_plan(plan: list[PhasePlan], budget: Optional[float]) -> list[str]:
     return lines
 
 
-def fit_hardware_steps(phase: PhasePlan, split, budget: Optional[float], steps: Optional[int]) -> None:
-    """Set the hardware phase's steps (given, or the most the budget allows) and its estimate;
-    a plan that cannot fit the budget is refused before anything is submitted."""
+def fit_hardware_steps(config: Config, split, budget: Optional[float], steps: Optional[int]):
+    """(steps, workload, QPU seconds) of the hardware phase: the steps given, or the most the
+    budget allows; a plan that cannot fit the budget is refused before anything is submitted."""
     from orchestrator.quantum.estimate import device_seconds_per_shot, phase_workload
 
-    per_shot, overhead = device_seconds_per_shot(phase.config)
+    per_shot, overhead = device_seconds_per_shot(config)
 
     def cost(n: int):
-        work = phase_workload(phase.config, split, n)
+        work = phase_workload(config, split, n)
         return work, work.jobs * overhead + work.shots * per_shot
 
     if steps is None:
@@ -171,44 +190,43 @@ def fit_hardware_steps(phase: PhasePlan, split, budget: Optional[float], steps: 
         raise UserError(f"the device phase needs about {seconds:.0f} QPU s ({steps} steps, validation and test at "
                         f"hardware.eval_shots), more than runtime.max_qpu_seconds = {budget:g}: lower hardware.steps, "
                         f"hardware.shots or hardware.eval_shots, or raise the budget")
-    phase.steps = steps
-    phase.config.train.max_steps = steps
-    phase.jobs, phase.circuits, phase.shots, phase.qpu_seconds = work.jobs, work.circuits, work.shots, seconds
+    return steps, work, seconds
 
 
-def train_run(config: Config, prepared: Prepared, run_dir: Path, progress: bool = True, resume: bool = False,
-              plan: Optional[list[PhasePlan]] = None, report_epoch: Optional[Callable[[dict], None]] = None) -> dict:
+def train_run(config: Config, prepared: Prepared, run_dir: Path | RunDir, progress: bool = True,
+              resume: bool = False, plan: Optional[list[PhasePlan]] = None,
+              report_epoch: Optional[Callable[[dict], None]] = None) -> dict:
     """A simulator run (one training run), or a device run's plan of phases (resumed where it stopped).
     `report_epoch`: also hand each epoch's metrics to it (a sweep's trial; not with a plan)."""
     if not is_planned(config):
         return train(config, prepared, run_dir, progress=progress, resume=resume, report_epoch=report_epoch)
-    return train_planned(config, prepared, run_dir, progress, plan or plan_run(config, prepared.split))
+    return train_planned(config, prepared, RunDir.at(run_dir), progress, plan or plan_run(config, prepared.split))
 
 
-def train_planned(config: Config, prepared: Prepared, run_dir: Path, progress: bool,
+def train_planned(config: Config, prepared: Prepared, run_dir: RunDir, progress: bool,
                   plan: list[PhasePlan]) -> dict:
     """Run (or resume) every phase of the plan in order; write the run's summary; return it."""
+    run_dir.write_config(config)
     # the plan as of this invocation (a resume may raise the budget: more device steps)
-    write_json_atomically(run_dir / PLAN_FILE, {"phases": [phase.to_dict() for phase in plan]})
+    write_json_atomically(run_dir / RunDir.PLAN, {"phases": [phase.to_dict() for phase in plan]})
     summaries, weights = [], None
     for phase in plan:
-        phase_dir = run_dir / PHASES_DIR / phase.folder
-        if (phase_dir / "summary.json").is_file():
-            summary = json.loads((phase_dir / "summary.json").read_text())
-        else:
+        phase_dir = run_dir.phase(phase.folder)
+        summary = phase_dir.read_summary() if phase_dir.is_finished() else None
+        if summary is None:
             log.info(f"phase {phase.number} ({phase.name}) on {phase.config.quantum.backend}"
                      + (f" with {phase.config.quantum.noise_model}'s noise" if phase.config.quantum.noise_model else "")
                      + (f": {phase.steps} steps" if phase.steps is not None else ""))
             summary = train(phase.config, prepared, phase_dir, progress=progress,
-                            resume=has_checkpoint(phase_dir), initial_model=weights)
+                            resume=phase_dir.has_checkpoint(), initial_model=weights)
         summaries.append(summary)
         weights = load_best_weights(phase_dir)
-    final_dir = run_dir / PHASES_DIR / plan[-1].folder
-    for name in (WEIGHTS_FILE, HEAD_FILE, BEST):     # what eval / predict load: the last phase's model
-        if (final_dir / name).is_file():             # (a phase begun by an older version has best.pt only)
+    final_dir = run_dir.phase(plan[-1].folder)
+    for name in (RunDir.WEIGHTS, RunDir.HEAD, RunDir.BEST):   # what eval / predict load: the last phase's model
+        if (final_dir / name).is_file():                      # (a phase begun by an older version has best.pt only)
             write_bytes_atomically(run_dir / name, (final_dir / name).read_bytes())
     summary = combined_summary(plan, summaries)
-    write_json_atomically(run_dir / "summary.json", summary)
+    run_dir.write_summary(summary)
     return summary
 
 
@@ -223,9 +241,3 @@ def combined_summary(plan: list[PhasePlan], summaries: list[dict]) -> dict:
     first = summaries[0]["run"]
     summary["run"] = dict(summary["run"], started_at=first["started_at"], command=first["command"])
     return summary
-
-
-def has_started(run_dir: Path) -> bool:
-    """Whether a run dir holds a checkpoint to resume from (its own, or a phase's)."""
-    return has_checkpoint(run_dir) or any(has_checkpoint(phase) for phase in (run_dir / PHASES_DIR).glob("*"))
-

@@ -13,9 +13,10 @@ import numpy as np
 
 from orchestrator.config import Config
 from orchestrator.core import invocation
-from orchestrator.core.files import write_bytes_atomically, write_json_atomically
+from orchestrator.core.files import write_bytes_atomically
 from orchestrator.data import Dataset, Split
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.run_dir import RunDir
 from orchestrator.training.metrics import Scores
 from orchestrator.training.state import TrainState
 
@@ -87,8 +88,8 @@ def encoder_block(config: Config, trainable_parameters: int) -> dict:
             "baselines_on": "the frozen encoder's vectors"}
 
 
-def write_report(run_dir: Path, summary_: dict, history: list[dict], test: Scores, label_names: list[str]) -> None:
-    write_json_atomically(run_dir / "summary.json", summary_)
+def write_report(run_dir: RunDir, summary_: dict, history: list[dict], test: Scores, label_names: list[str]) -> None:
+    run_dir.write_summary(summary_)
     write_plots(run_dir, history, test, label_names, summary_["best"])
 
 

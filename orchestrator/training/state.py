@@ -29,13 +29,10 @@ import torch
 from orchestrator.core.errors import UserError, first_line
 from orchestrator.core.files import write_bytes_atomically
 from orchestrator.quantum.scheduler import SchedulerCounters
+from orchestrator.run_dir import RunDir
 from orchestrator.training.metrics import Scores, score
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"   # the generation before: a damaged checkpoint.pt falls back to it
-BEST = "best.pt"
 
 
 @dataclass
@@ -171,23 +168,19 @@ def save_torch_atomically(target: Path, state: dict) -> None:
     write_bytes_atomically(target, buffer.getvalue())
 
 
-def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
+def save_checkpoint(run_dir: RunDir, checkpoint: dict) -> None:
     """checkpoint.pt, the one it replaces kept as checkpoint.previous.pt."""
-    current = run_dir / CHECKPOINT
+    current = run_dir / RunDir.CHECKPOINT
     if current.is_file():
-        os.replace(current, run_dir / PREVIOUS_CHECKPOINT)
+        os.replace(current, run_dir / RunDir.PREVIOUS_CHECKPOINT)
     save_torch_atomically(current, checkpoint)
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    return (run_dir / CHECKPOINT).is_file() or (run_dir / PREVIOUS_CHECKPOINT).is_file()
-
-
-def load_checkpoint(run_dir: Path) -> dict:
+def load_checkpoint(run_dir: RunDir) -> dict:
     """The newest readable checkpoint: checkpoint.pt, or (damaged, or gone in a kill between the
     two renames) checkpoint.previous.pt, said in one warning; one line if neither can be read."""
     problems = []
-    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+    for name in (RunDir.CHECKPOINT, RunDir.PREVIOUS_CHECKPOINT):
         path = run_dir / name
         if not path.is_file():
             problems.append(f"{name} is missing")

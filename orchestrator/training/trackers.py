@@ -25,9 +25,8 @@ from orchestrator.config import Config, flatten, to_dict
 from orchestrator.core import invocation
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_json_atomically
+from orchestrator.run_dir import RunDir
 
-TENSORBOARD_DIR = "tensorboard"
-MLFLOW_RUN_FILE = "mlflow.json"
 MLFLOW_BATCH = 1000   # MLflow's limit on metrics per log_batch call
 
 
@@ -72,7 +71,7 @@ def open_trackers(config: Config, run_dir: Path, resume_step: Optional[int] = No
     continues from. `report_epoch` also receives every epoch's metrics (a sweep's trial reports)."""
     trackers: list[Tracker] = []
     if "tensorboard" in config.train.trackers:
-        trackers.append(TensorBoardTracker(run_dir / TENSORBOARD_DIR, resume_step))
+        trackers.append(TensorBoardTracker(run_dir / RunDir.TENSORBOARD, resume_step))
     if "mlflow" in config.train.trackers:
         trackers.append(MlflowTracker(config, run_dir))
     if report_epoch is not None:
@@ -135,7 +134,7 @@ class TensorBoardTracker:
 
         steps = summary["timing"]["steps"]
         self.log_step(steps, {"test/accuracy": summary["test"]["accuracy"], "test/f1": summary["test"]["f1_positive"]})
-        self.add(text("config", "```\n" + (run_dir / "config.yaml").read_text() + "\n```"), steps)
+        self.add(text("config", "```\n" + (run_dir / RunDir.CONFIG).read_text() + "\n```"), steps)
         self.add(text("summary", "```\n" + json.dumps(summary, indent=2) + "\n```"), steps)
 
     def close(self) -> None:
@@ -154,7 +153,7 @@ class MlflowTracker:
         self.Metric = mlflow.entities.Metric
         self.pending: list = []
         self.finished = False
-        known = run_dir / MLFLOW_RUN_FILE
+        known = run_dir / RunDir.MLFLOW_RUN
         if known.is_file():      # a resumed run continues its MLflow run
             self.run_id = json.loads(known.read_text())["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
@@ -162,7 +161,7 @@ class MlflowTracker:
         name = config.train.mlflow_experiment or config.data.name or "orchestrate"
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-        tags = {"run_dir": str(run_dir.resolve()), "mlflow.source.name": "orchestrate"}
+        tags = {"run_dir": str(Path(run_dir).resolve()), "mlflow.source.name": "orchestrate"}
         commit = invocation.git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
@@ -191,7 +190,7 @@ class MlflowTracker:
             "baseline/logistic_regression_f1": baseline["f1_positive"],
             "baseline/classical_head_f1": baseline["classical_head"]["f1_positive"]})
         self.flush()
-        for name in ("config.yaml", "summary.json", "metrics.jsonl"):
+        for name in (RunDir.CONFIG, RunDir.SUMMARY, RunDir.METRICS):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name))
         self.client.set_terminated(self.run_id, status="FINISHED")

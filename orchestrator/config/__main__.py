@@ -1,0 +1,3 @@
+from orchestrator.config.reference import main
+
+main()
