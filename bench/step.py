@@ -1,6 +1,6 @@
 """Benchmark: one training step of HybridHead on the reference workload W1, against anchors.
 
-W1 (shared/bench/anchors/workload.py): 4 qubits, depth 6, 384 features, batch 16, exact
+W1 (bench/anchors/workload.py): 4 qubits, depth 6, 384 features, batch 16, exact
 expectation values, parameter-shift for weights and inputs = 912 parameter sets per step.
 
 Measured in one run, on one machine:
@@ -11,8 +11,9 @@ Measured in one run, on one machine:
                   see the same machine load; the anchor script itself also runs as a subprocess
                   (aer_floor_anchor_s) as a cross-check
   qml / pennylane the qiskit-machine-learning and PennyLane lightning.qubit anchors, run with
-                  the python in $ANCHOR_PYTHON (a separate venv; never project dependencies),
-                  skipped with a note when it is not set
+                  the python in $ANCHOR_PYTHON (a separate venv made from
+                  bench/anchors/requirements.txt; never project dependencies), skipped with a
+                  note when it is not set
 
 Then a scaling table (batch 16/64/256 at 4 qubits; qubits 4/6/8 at batch 16) and a table of
 Aer execution options on the W1 table (--aer-options-qubits picks the widths).
@@ -39,8 +40,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-ANCHORS = SHARED / "bench" / "anchors"
+ANCHORS = Path(__file__).resolve().parent / "anchors"   # bench/anchors: the project's own anchor scripts
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))   # reference_sim: the exact torch simulation, for scale
 
