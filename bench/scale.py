@@ -1,6 +1,6 @@
 """Benchmark: how the two Ray-parallel stages scale with workers, measured in one run.
 
-    python bench/scale.py [--rows 4096] [--texts 1500] [--rounds 5]
+    python bench/scale.py [--rows 4096] [--texts 1500] [--rounds 5] [--data PATH]
 
 circuits   one parameter table of --rows rows (4 qubits, depth 6 template, exact Aer) evaluated by
            AerBackend split over 1 and 2 Ray circuit workers (one core each); the 1-worker figure
@@ -8,7 +8,9 @@ circuits   one parameter table of --rows rows (4 qubits, depth 6 template, exact
            threads on every core).
 embedding  `embed_dataset` of --texts SMS texts into a fresh cache (encode, write and verify the
            shards, assemble the HDF5 file) with 1 and 2 embedding workers of one torch thread
-           each, actors loaded beforehand; the 1-worker figure is the anchor.
+           each, actors loaded beforehand; the 1-worker figure is the anchor. The texts: --data
+           (or B_DATA), else the project's named dataset sms_spam (downloaded once, checked, cached);
+           offline, --data /path/to/SMSSpamCollection.
 serial     the driver-side costs of the scaling model (docs/benchmarks.md): one Ray call to an actor, building
            a parameter-shift table, joining the workers' slices, assembling an HDF5 cache.
 
@@ -34,8 +36,6 @@ os.environ.setdefault("RAY_worker_niceness", "0")   # as workers.cluster does fo
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DATA = Path(os.environ.get("B_DATA", SHARED / "data" / "sms_spam" / "SMSSpamCollection"))
 SEED = 0
 sys.path.insert(0, str(REPO))
 
@@ -45,6 +45,7 @@ from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dre
 from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)
 from orchestrator.quantum.shift_rule import rows_per_sample, shifted_parameter_table  # noqa: E402
+from sms_spam import sms_spam_file  # noqa: E402  (bench/sms_spam.py)
 
 SPEC = QuantumSpec(n_qubits=4, depth=6)
 
@@ -91,14 +92,14 @@ def bench_circuits(rows: int, rounds: int) -> dict:
     return {name: {"seconds": s, "rows_per_s": rows / s} for name, s in seconds.items()}
 
 
-def bench_embedding(texts: int, rounds: int, tmp: str) -> dict:
+def bench_embedding(data: Path, texts: int, rounds: int, tmp: str) -> dict:
     from embeddings.models import resolve_model
     from orchestrator.config import DataConfig, EmbeddingConfig
     from orchestrator.data import load_dataset
     from embeddings.stage import embed_dataset, with_model_pooling
     from workers.embedding import EmbeddingPool
 
-    dataset = load_dataset(DataConfig(format="uci", path=str(DATA), limit=texts))
+    dataset = load_dataset(DataConfig(format="uci", path=str(data), limit=texts))
     runs = iter(range(1 << 30))
 
     def config(workers: int, cache_dir: str = f"{tmp}/unused") -> EmbeddingConfig:
@@ -166,7 +167,11 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1500, help="SMS texts to embed")
     parser.add_argument("--rounds", type=int, default=5, help="timed turns of each configuration")
     parser.add_argument("--skip-embedding", action="store_true", help="circuits and serial costs only")
+    parser.add_argument("--data", metavar="PATH", default=os.environ.get("B_DATA"),
+                        help="the SMSSpamCollection file to embed (default: $B_DATA, else the named dataset "
+                             "sms_spam, downloaded once and cached)")
     args = parser.parse_args()
+    data = None if args.skip_embedding else sms_spam_file(args.data, "pass --data with a local copy instead")
 
     import ray
 
@@ -176,7 +181,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         circuits = bench_circuits(args.rows, args.rounds)
-        embedding = {} if args.skip_embedding else bench_embedding(args.texts, args.rounds, tmp)
+        embedding = {} if args.skip_embedding else bench_embedding(data, args.texts, args.rounds, tmp)
         serial = bench_serial(tmp, args.rows)
     ray.shutdown()
 

@@ -1,6 +1,6 @@
 """Benchmark: one training step of HybridHead on the reference workload W1, against anchors.
 
-W1 (shared/bench/anchors/workload.py): 4 qubits, depth 6, 384 features, batch 16, exact
+W1 (bench/anchors/workload.py): 4 qubits, depth 6, 384 features, batch 16, exact
 expectation values, parameter-shift for weights and inputs = 912 parameter sets per step.
 
 Measured in one run, on one machine:
@@ -11,11 +11,13 @@ Measured in one run, on one machine:
                   see the same machine load; the anchor script itself also runs as a subprocess
                   (aer_floor_anchor_s) as a cross-check
   qml / pennylane the qiskit-machine-learning and PennyLane lightning.qubit anchors, run with
-                  the python in $ANCHOR_PYTHON (a separate venv; never project dependencies),
-                  skipped with a note when it is not set
+                  the python in $ANCHOR_PYTHON (a separate venv made from
+                  bench/anchors/requirements.txt; never project dependencies), skipped with a
+                  note when it is not set
 
 Then a scaling table (batch 16/64/256 at 4 qubits; qubits 4/6/8 at batch 16) and a table of
-Aer execution options on the W1 table (--aer-options-qubits picks the widths).
+Aer execution options on the W1 table (--aer-options-qubits picks the widths; the options are
+built in bench/aer_variants.py, since a run uses only the fastest).
 
 The project's steps run with one torch thread (--torch-threads; see orchestrator/model.py).
 Human-readable tables go to stderr; stdout gets exactly one JSON line.
@@ -39,12 +41,12 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-ANCHORS = SHARED / "bench" / "anchors"
+ANCHORS = Path(__file__).resolve().parent / "anchors"   # bench/anchors: the project's own anchor scripts
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))   # reference_sim: the exact torch simulation, for scale
 
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions  # noqa: E402
+from aer_variants import ESTIMATOR_ROWS, SIMULATOR_ROWS, AerVariant, EstimatorRun  # noqa: E402  (bench/aer_variants.py)
 from orchestrator.quantum.circuits import (QuantumSpec, TranspileCache, build_dressed_circuit,  # noqa: E402
                                            transpile_template)
 from reference_sim import simulate_table  # noqa: E402
@@ -145,27 +147,9 @@ def run_anchor(script: str, python: str, extra_env: dict, timeout: float) -> dic
 
 # --- the Aer options table (issue point 7) ----------------------------------------------------
 
-def aer_option_candidates():
-    """name -> AerOptions for the project's own path; EstimatorV2 rows are built separately."""
-    return {
-        "AerSimulator, one experiment per parameter set, save_expval per Z_i":
-            AerOptions(runtime_parameter_bind=False, readout="expectation_values"),
-        "  ... + max_parallel_experiments=0 (all cores)":
-            AerOptions(runtime_parameter_bind=False, readout="expectation_values", max_parallel_experiments=0),
-        "AerSimulator, runtime parameter binding, save_expval per Z_i":
-            AerOptions(readout="expectation_values"),
-        "AerSimulator, runtime parameter binding, save_probabilities [default]":
-            AerOptions(readout="probabilities"),
-        "  ... + method=automatic": AerOptions(readout="probabilities", method="automatic"),
-        "  ... + max_parallel_threads=1": AerOptions(readout="probabilities", max_parallel_threads=1),
-    }
-
-
 def aer_options_table(qubits: int, depth: int, batch: int, rounds: int) -> list[dict]:
-    """Every candidate evaluates the same shifted W1-style table; medians of interleaved rounds,
-    and each one's largest deviation from the exact statevector."""
-    from qiskit_aer.primitives import EstimatorV2
-
+    """Every candidate (bench/aer_variants.py) evaluates the same shifted W1-style table; medians
+    of interleaved rounds, and each one's largest deviation from the exact statevector."""
     from orchestrator.quantum.shift_rule import shifted_parameter_table
 
     spec = QuantumSpec(qubits, depth)
@@ -177,20 +161,10 @@ def aer_options_table(qubits: int, depth: int, batch: int, rounds: int) -> list[
     ordered = table[:, compiled.columns]                                       # circuit.parameters order
     exact = simulate_table(spec, table)
 
-    def estimator(options=None):
-        est = EstimatorV2(options=options)
-        pub_observables = [[o] for o in compiled.observables]
-        return lambda: est.run([(compiled.circuit, pub_observables, ordered)]).result()[0].data.evs.T
-
-    runners = {
-        "EstimatorV2 default (= the aer_floor anchor)": estimator(),
-        "EstimatorV2 + runtime_parameter_bind_enable": estimator(
-            {"backend_options": {"runtime_parameter_bind_enable": True}}),
-        "EstimatorV2 + max_parallel_experiments=0": estimator(
-            {"backend_options": {"max_parallel_experiments": 0}}),
-    }
-    for name, options in aer_option_candidates().items():
-        backend = AerBackend(options)
+    runners = {name: EstimatorRun(compiled.circuit, compiled.observables, ordered, backend_options)
+               for name, backend_options in ESTIMATOR_ROWS.items()}
+    for name, options in SIMULATOR_ROWS.items():
+        backend = AerVariant(**options)
         runners[name] = (lambda b: lambda: b.run(compiled.circuit, compiled.observables, ordered))(backend)
     runners["exact vectorised statevector (torch; not Aer, for scale)"] = lambda: simulate_table(spec, table)
 

@@ -1,12 +1,13 @@
 """The Aer simulator backend: exact expectation values by default, shots with a seed, a fake
 IBM device's noise model.
 
-Why AerSimulator directly and not Aer's EstimatorV2 (still available as `engine: estimator`,
-one PUB per job): both run the same C++ simulation, but EstimatorV2 binds every parameter set
-as a separate experiment and then walks the results in Python one (row, observable) pair at a
-time. Running the circuit ourselves with runtime parameter binding and one save instruction
-measured 2-3x faster on the reference workload (912 parameter sets, 4 qubits; also at 6 and 8
-qubits), with values identical to 1e-15; bench/step.py prints the table of alternatives.
+Why AerSimulator directly and not Aer's EstimatorV2 (one PUB per job): both run the same C++
+simulation, but EstimatorV2 binds every parameter set as a separate experiment and then walks
+the results in Python one (row, observable) pair at a time. Running the circuit ourselves with
+runtime parameter binding and one save instruction measured 2-3x faster on the reference
+workload (912 parameter sets, 4 qubits; also at 6 and 8 qubits), with values identical to 1e-15;
+bench/step.py prints the table of alternatives (EstimatorV2 and the other Aer execution options
+are built there, by bench/aer_variants.py).
 
 Readout. The default observables are diagonal (Z_i, Z_iZ_j), so one `save_probabilities` over
 the measured qubits replaces one `save_expectation_value` per observable, and <O> =
@@ -37,12 +38,8 @@ from qiskit_aer import AerSimulator
 from orchestrator.core.errors import UserError
 from orchestrator.core.paulis import measurement_bases
 from orchestrator.quantum.backends.devices import resolve_fake_device
-from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
 from orchestrator.quantum.scheduler import Backend, BackendJob
 
-ENGINES = ("simulator", "estimator")
-READOUTS = ("auto", "probabilities", "expectation_values")
-METHODS = ("statevector", "density_matrix", "automatic")
 # `auto` readout uses probabilities up to this many measured qubits: measured faster than one
 # save_expectation_value per qubit at 4, 6 and 8 qubits (bench/step.py); wider, the 2^n
 # probabilities per row would outgrow n expectation values.
@@ -51,31 +48,13 @@ PROBABILITY_READOUT_MAX_QUBITS = 8
 
 @dataclass(frozen=True)
 class AerOptions:
+    """What a run sets (backends/__init__.py: make_backend). The config has checked the values."""
+
     shots: Optional[int] = None                 # None: exact expectation values
-    engine: str = "simulator"                   # simulator (fastest) | estimator (Aer EstimatorV2, one PUB; exact only)
     seed: Optional[int] = None                  # seeds the per-job simulator seeds when shots are used
     noise_model: Optional[str] = None           # a fake IBM device, e.g. "fake_manila" (qiskit-ibm-runtime)
-    method: Optional[str] = None                # None: statevector; density_matrix with a noise model
-    runtime_parameter_bind: bool = True         # bind parameter sets inside Aer (fastest, see module doc)
-    readout: str = "auto"                       # auto | probabilities | expectation_values
     max_parallel_threads: int = 0               # Aer's OpenMP threads; 0 = every core
-    max_parallel_experiments: int = 1           # Aer's default; only matters without runtime binding
     max_parameter_sets_per_job: Optional[int] = None  # split larger tables into several jobs
-
-    def __post_init__(self) -> None:
-        if self.shots is not None and self.shots < 1:
-            raise UserError(f"aer: shots must be at least 1 or empty (exact), not {self.shots}")
-        if self.method is not None and self.method not in METHODS:
-            raise UserError(f"aer: method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.engine not in ENGINES:
-            raise UserError(f"aer: engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
-        if self.engine == "estimator" and self.shots is not None:
-            raise UserError("aer: the estimator engine gives exact values only (Aer's EstimatorV2 "
-                            "imitates shots with Gaussian noise); use engine: simulator for shots")
-        if self.readout not in READOUTS:
-            raise UserError(f"aer: readout must be one of {', '.join(READOUTS)}, not {self.readout!r}")
-        if self.max_parameter_sets_per_job is not None and self.max_parameter_sets_per_job < 1:
-            raise UserError("aer: max_parameter_sets_per_job must be at least 1")
 
 
 # --- readout: how expectation values come out of one Aer run -----------------------------------
@@ -212,17 +191,6 @@ class AerLocalJob(BackendJob):
         return self._plan.expectations(experiments)
 
 
-class AerEstimatorJob(BackendJob):
-    """One EstimatorV2 job holding one PUB."""
-
-    def __init__(self, primitive_job) -> None:
-        self._job = primitive_job
-        self.job_id = primitive_job.job_id()
-
-    def result(self) -> np.ndarray:
-        return expectations_from_pub_result(self._job.result()[0])
-
-
 class AerEmptyJob(BackendJob):
     def __init__(self, n_observables: int) -> None:
         self.job_id = f"empty-{uuid.uuid4()}"
@@ -247,20 +215,14 @@ class AerBackend(Backend):
 
             device = resolve_fake_device(options.noise_model)
             noise_model = NoiseModel.from_backend(device)
-        method = options.method or ("density_matrix" if noise_model is not None else "statevector")
-        self.simulator = AerSimulator(method=method, noise_model=noise_model,
-                                      runtime_parameter_bind_enable=options.runtime_parameter_bind,
-                                      max_parallel_threads=options.max_parallel_threads,
-                                      max_parallel_experiments=options.max_parallel_experiments)
+        # runtime parameter binding: every parameter set bound inside Aer (fastest, see module doc)
+        method = "density_matrix" if noise_model is not None else "statevector"
+        self.simulator = AerSimulator(method=method, noise_model=noise_model, runtime_parameter_bind_enable=True,
+                                      max_parallel_threads=options.max_parallel_threads)
         # with a noise model, circuits are compiled to the device's basis gates and coupling map,
         # so that its gate errors apply where the device would incur them
         self.name = f"aer/{device.name}" if device is not None else "aer"
         self.transpile_target = device if device is not None else self.simulator
-        self.estimator = None
-        if options.engine == "estimator":
-            from qiskit_aer.primitives import EstimatorV2
-
-            self.estimator = EstimatorV2.from_backend(self.simulator)
         self._seeds = np.random.default_rng(options.seed)
         self._plans: dict = {}
 
@@ -296,15 +258,11 @@ class AerBackend(Backend):
         key = (id(circuit), tuple(str(o) for o in observables), shots is not None)
         entry = self._plans.get(key)
         if entry is None or entry[0] is not circuit:   # holding `circuit` keeps its id unique
-            entry = (circuit, plan_readout(circuit, observables, shots, self.options.readout))
+            entry = (circuit, plan_readout(circuit, observables, shots))
             self._plans[key] = entry
         return entry[1]
 
     def _submit_local(self, circuit, observables, table, shots, seed):
-        if self.estimator is not None:
-            if shots is not None:
-                raise UserError("aer: the estimator engine gives exact values only")
-            return AerEstimatorJob(self.estimator.run([estimator_pub(circuit, observables, table)]))
         plan = self._plan(circuit, observables, shots)
         binds = {parameter: table[:, j] for j, parameter in enumerate(circuit.parameters)}
         run_options = {"shots": shots} if shots is not None else {"shots": 1}  # exact: one pass
