@@ -32,7 +32,7 @@ def every_summary_matches_the_schema(tmp_path_factory):
     """After the whole run: every summary.json a run wrote in any test (in a run dir: beside its
     config.yaml) matches docs/summary.schema.json."""
     yield
-    from summary_schema import assert_valid_summary
+    from tests.support.summary_schema import assert_valid_summary
 
     for path in sorted(tmp_path_factory.getbasetemp().rglob("summary.json")):
         if (path.parent / "config.yaml").is_file():

@@ -16,8 +16,8 @@ from orchestrator.core.paulis import measurement_bases
 from orchestrator.quantum.backends import make_scheduler, quantum_spec
 from orchestrator.quantum.circuits import ENCODINGS, ENTANGLERS, TranspileCache, build_dressed_circuit
 from orchestrator.quantum.model import HybridHead
-from reference_sim import simulate_expectations
-from test_run import SMALL
+from tests.support.reference_sim import simulate_expectations
+from tests.support.runs import SMALL
 
 PAULI_LIST = ["XIYZ", "ZZII", "IXXI"]
 OBSERVABLES = {"z": ["IIIZ", "IIZI", "IZII", "ZIII"], "zz": ["IIZZ", "IZZI", "ZZII"],

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from reference_sim import simulate_table
+from tests.support.reference_sim import simulate_table
 from orchestrator.quantum.backends import aer_on_workers
 from orchestrator.core.errors import UserError
 from orchestrator.quantum.scheduler import ParameterShiftScheduler

@@ -5,7 +5,7 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from orchestrator.quantum.backends.aer import AerBackend
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from reference_sim import simulate_expectations_numpy, simulate_table
+from tests.support.reference_sim import simulate_expectations_numpy, simulate_table
 
 SPECS = [QuantumSpec(), QuantumSpec(3, 2, "rx", "cnot-ring"), QuantumSpec(5, 3, "ry", "cz-ladder"),
          QuantumSpec(1, 2)]

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from loopback_cluster import LoopbackCluster
+from tests.support.loopback_cluster import LoopbackCluster
 from orchestrator.config import EmbeddingConfig
 from workers.embedding import plan_workers
 
@@ -208,7 +208,7 @@ def test_never_more_actors_than_shards():
 
 
 def test_an_address_nothing_answers_at_is_refused_at_once(tmp_path, sms_sample_path):
-    from loopback_cluster import free_port
+    from tests.support.loopback_cluster import free_port
 
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_sample_path), "--limit", "5",

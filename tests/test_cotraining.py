@@ -16,7 +16,7 @@ from embeddings.encode import Encoder, EncodeSettings, pool
 from embeddings.layers import TopLayers, layer_states, pad_states
 from embeddings.store import LayerStates
 from orchestrator.cli import main
-from test_run import assert_same_run, kill_after_checkpoint
+from tests.support.runs import assert_same_run, kill_after_checkpoint
 
 SMALL = ["--limit", "160", "--epochs", "2", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
          "--set", "train.batch_size=16", "--set", "train.checkpoint_every=2", "--set", "embedding.max_length=24"]

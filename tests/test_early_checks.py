@@ -3,7 +3,7 @@ anything is written (no run dir, no cache file), instead of a failure after writ
 import pytest
 
 from orchestrator.cli import main
-from test_run import SMALL
+from tests.support.runs import SMALL
 
 
 def refused(capsys, tmp_path, *argv) -> str:

@@ -71,7 +71,7 @@ def test_max_length_truncates(tiny_bert):
 
 
 def test_pooler_is_refused_for_a_model_without_one(tmp_path):
-    from conftest import make_tiny_bert
+    from tests.conftest import make_tiny_bert
 
     folder = make_tiny_bert(tmp_path / "nopooler", with_pooler=False)
     assert resolve_model(str(folder)).has_pooler is False
@@ -96,7 +96,7 @@ def test_model_identity_follows_the_weights_not_the_name(tiny_bert, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bert, copy)
     assert resolve_model(str(copy)).identity() == resolve_model(str(tiny_bert)).identity()
-    from conftest import make_tiny_bert
+    from tests.conftest import make_tiny_bert
 
     other = make_tiny_bert(tmp_path / "other", seed=1)
     assert resolve_model(str(other)).identity() != resolve_model(str(tiny_bert)).identity()

@@ -10,7 +10,7 @@ import torch
 from orchestrator.cli import main
 from orchestrator.config import DataConfig
 from orchestrator.data import resolve_source
-from test_run import SMALL
+from tests.support.runs import SMALL
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_head_json_and_safetensors_describe_the_whole_head(finished_run):
 
     from orchestrator.inference import load_run
     from orchestrator.quantum.circuits import QuantumSpec
-    from reference_sim import simulate_expectations_numpy
+    from tests.support.reference_sim import simulate_expectations_numpy
 
     run_dir, _ = finished_run
     head = json.loads((run_dir / "head.json").read_text())

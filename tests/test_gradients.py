@@ -8,7 +8,7 @@ from orchestrator.quantum.backends.aer import AerBackend
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
 from orchestrator.quantum.gradients import GradientMethod
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
-from reference_sim import simulate_table
+from tests.support.reference_sim import simulate_table
 
 SPEC = QuantumSpec(n_qubits=3, depth=2)
 

@@ -1,5 +1,5 @@
 """IBM Quantum backends: fake devices in qiskit-ibm-runtime's local testing mode, and `ibm_<device>`
-against a stand-in for IBM's cloud service (tests/fake_cloud.py) that replaces only the service
+against a stand-in for IBM's cloud service (tests/support/fake_cloud.py) that replaces only the service
 object; Session, Batch and EstimatorV2 are the real ones.
 
 The runs are tiny (2 qubits, depth 1, 60 SMS messages) because every job is a noisy simulation
@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from fake_cloud import install, submissions
+from tests.support.fake_cloud import install, submissions
 from orchestrator.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def read_journal(run_dir: Path) -> list[dict]:
 
 
 def cloud_command(cloud_root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.fake_cloud", str(cloud_root), "--", *args]
+    return [sys.executable, "-m", "tests.support.fake_cloud", str(cloud_root), "--", *args]
 
 
 def run_cloud(cloud_root: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:

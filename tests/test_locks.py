@@ -16,7 +16,7 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.core import locks
 from orchestrator.core.errors import UserError
-from test_run import SMALL
+from tests.support.runs import SMALL
 
 REPO = Path(__file__).resolve().parents[1]
 HOLDER = """

@@ -4,7 +4,7 @@ import torch
 
 from orchestrator.quantum.backends.aer import AerBackend
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from reference_sim import simulate_expectations
+from tests.support.reference_sim import simulate_expectations
 from orchestrator.quantum.model import HybridHead, QuantumLayer, quantum_layer
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 

@@ -15,10 +15,8 @@ import torch
 import yaml
 
 from orchestrator.cli import main
-from summary_schema import summary_problems
-
-SMALL = ["--limit", "200", "--epochs", "2", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
-         "--set", "train.batch_size=32", "--set", "train.checkpoint_every=2"]
+from tests.support.runs import SMALL, assert_same_run, checkpoint_step, kill_after_checkpoint
+from tests.support.summary_schema import summary_problems
 
 @pytest.fixture(scope="module")
 def two_runs(ray_session, tmp_path_factory):
@@ -145,10 +143,6 @@ RESUMABLE = ["--limit", "200", "--epochs", "3", "-q", "--set", "quantum.n_qubits
              "--set", "train.batch_size=8", "--set", "train.checkpoint_every=2", "--set", "train.patience=5"]
 
 
-def without_timings(rows):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-
-
 @pytest.fixture(scope="module")
 def reference_run(two_runs, tmp_path_factory):
     """The uninterrupted run that killed-and-resumed runs must reproduce."""
@@ -156,41 +150,6 @@ def reference_run(two_runs, tmp_path_factory):
     cache = two_runs[0].parent / "cache"   # the vectors are cached already: no Ray needed below
     assert main(["run", *RESUMABLE, "--cache-dir", str(cache), "--run-dir", str(reference)]) == 0
     return reference
-
-
-def checkpoint_step(run_dir) -> int:
-    try:
-        return torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
-    except (FileNotFoundError, EOFError, RuntimeError):   # not written yet
-        return -1
-
-
-def kill_after_checkpoint(args: list, run_dir, target: int, total_steps: int) -> int:
-    """Start `orchestrate run ARGS --run-dir RUN_DIR` in a subprocess and SIGKILL it once a checkpoint
-    at step `target` or later is on disk; the checkpointed step it died after."""
-    process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *args, "--run-dir", str(run_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while checkpoint_step(run_dir) < target:
-        assert process.poll() is None, f"the run ended before step {target}"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (run_dir / "summary.json").exists(), "the kill came too late to test anything"
-    interrupted_at = checkpoint_step(run_dir)
-    assert target <= interrupted_at < total_steps
-    return interrupted_at
-
-
-def assert_same_run(resumed_dir, expected_dir):
-    expected, resumed = (json.loads((d / "summary.json").read_text()) for d in (expected_dir, resumed_dir))
-    for key in ("test", "classical_baseline", "quantum", "cache", "best", "split", "epochs_run"):
-        assert resumed[key] == expected[key], key
-    assert resumed["timing"]["steps"] == expected["timing"]["steps"]
-    metrics = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-               for d in (expected_dir, resumed_dir)]
-    assert without_timings(metrics[1]) == without_timings(metrics[0])
 
 
 @pytest.mark.parametrize("kill_after", ["first checkpoint", "random step"])

@@ -7,7 +7,7 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 from orchestrator.quantum.backends.devices import resolve_fake_device
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from reference_sim import simulate_table
+from tests.support.reference_sim import simulate_table
 from orchestrator.core.errors import UserError
 from orchestrator.quantum.scheduler import JobHook, ParameterShiftScheduler, plan_jobs
 from orchestrator.quantum.shift_rule import evaluation_table, shifted_parameter_table

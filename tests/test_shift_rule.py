@@ -5,7 +5,7 @@ import torch
 
 from orchestrator.quantum import shift_rule
 from orchestrator.quantum.circuits import QuantumSpec
-from reference_sim import simulate_expectations, simulate_table
+from tests.support.reference_sim import simulate_expectations, simulate_table
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from orchestrator.cli import main
-from test_run import SMALL, kill_after_checkpoint
+from tests.support.runs import SMALL, kill_after_checkpoint
 
 TRACKED = [*SMALL, "--set", "train.trackers=[tensorboard, mlflow]"]
 

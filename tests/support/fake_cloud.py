@@ -9,7 +9,7 @@ can count submissions across a kill -9 of the client.
 
 `install(root)` puts it in place in this process: `orchestrator.quantum.backends.ibm.connect_service`
 returns it, and qiskit-ibm-runtime's Session/Batch and primitives, which create a local service
-for a local device, get it too. `python -m tests.fake_cloud ROOT -- orchestrate args...` runs the
+for a local device, get it too. `python -m tests.support.fake_cloud ROOT -- orchestrate args...` runs the
 command line that way in a subprocess (so it can be killed).
 
 Behaviour switches, read from ROOT/behaviour.json when a job is submitted:
@@ -224,9 +224,9 @@ def install(root: Path, patch=setattr) -> FakeCloudService:
 
 
 if __name__ == "__main__":
-    # python -m tests.fake_cloud ROOT -- ARGS...: `orchestrate ARGS...` against the fake cloud in ROOT
+    # python -m tests.support.fake_cloud ROOT -- ARGS...: `orchestrate ARGS...` against the fake cloud in ROOT
     root, separator, *arguments = sys.argv[1:]
-    assert separator == "--", "usage: python -m tests.fake_cloud ROOT -- ARGS..."
+    assert separator == "--", "usage: python -m tests.support.fake_cloud ROOT -- ARGS..."
     install(Path(root))
     from orchestrator.cli import main
 
