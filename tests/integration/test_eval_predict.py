@@ -1,4 +1,4 @@
-"""`orchestrate eval` and `orchestrate predict` on a finished run (the small run of test_run.py)."""
+"""`orchestrate eval` and `orchestrate predict` on a finished run (the small run of tests/support/runs.py)."""
 import json
 import pickle
 import shutil

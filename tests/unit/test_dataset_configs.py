@@ -8,8 +8,8 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.data import load_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.mark.parametrize("name", ["quickstart", "sms_spam", "disaster_tweets", "imdb"])

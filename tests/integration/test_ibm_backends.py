@@ -22,11 +22,11 @@ import yaml
 from tests.support.fake_cloud import install, submissions
 from orchestrator.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--limit", "60", "--epochs", "1", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
         "--set", "train.batch_size=8", "--set", "quantum.shots=200", "--set", "quantum.seed=5",
         "--set", "runtime.retry_backoff_seconds=0",
-        "--set", "hardware.plan=false"]   # every step on the device: the journal's mechanics (tests/test_planned_run.py: phases)
+        "--set", "hardware.plan=false"]   # every step on the device: the journal's mechanics (tests/integration/test_planned_run.py: phases)
 TOKEN = "tok-SECRET-5f1e9a-do-not-write"
 
 

@@ -24,7 +24,7 @@ from orchestrator.config import EmbeddingConfig
 from workers.embedding import plan_workers
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROWS, SHARD_ROWS = 200, 10
 # the settings every embedding run here shares with the reference run: same shards, same vectors
 EMBED_SETTINGS = ["--limit", str(ROWS), "--set", f"embedding.shard_rows={SHARD_ROWS}", "-q"]

@@ -18,7 +18,7 @@ from orchestrator.core import locks
 from orchestrator.core.errors import UserError
 from tests.support.runs import SMALL
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
 from pathlib import Path

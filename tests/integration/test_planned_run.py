@@ -14,7 +14,7 @@ import torch
 
 from orchestrator.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLANNED = ["--limit", "80", "--epochs", "2", "-q", "--backend", "fake_manila", "--set", "quantum.n_qubits=2",
            "--set", "quantum.depth=1", "--set", "train.batch_size=8", "--set", "hardware.noisy_steps=2",
            "--set", "hardware.shots=200", "--set", "hardware.eval_shots=100", "--set", "hardware.batch_size=4",

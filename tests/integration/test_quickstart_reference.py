@@ -21,7 +21,7 @@ from orchestrator.cli import main
 
 pytestmark = pytest.mark.slow
 
-REFERENCE = Path(__file__).parent / "data" / "quickstart_reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "quickstart_reference"
 
 
 def platform_now() -> dict:

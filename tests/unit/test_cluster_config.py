@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-CLUSTER_YAML = Path(__file__).resolve().parents[1] / "configs" / "cluster.yaml"
+CLUSTER_YAML = Path(__file__).resolve().parents[2] / "configs" / "cluster.yaml"
 
 
 def validate(config: dict) -> None:

@@ -12,7 +12,7 @@ from orchestrator.config import (DEFAULT_MODEL, SELECTION_METRICS, Config, Embed
                                  config_json_schema, config_reference_table, config_yaml, default_cache_dir,
                                  load_config, to_dict)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 EVERY_SECTION = """\
 data:

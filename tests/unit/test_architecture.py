@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "workers", "embeddings")
 LAYERS = [
     ("orchestrator.core",),                                   # errors, atomic files, log lines: imports nothing
