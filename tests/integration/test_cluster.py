@@ -1,6 +1,6 @@
 """On a real two-node Ray cluster (two `ray start` nodes on loopback): `ray job submit` of a run,
 the head-node entry script, real kills of an embedding actor and of a whole node, and resources
-the cluster does not have.
+the cluster does not have (the embedding plan alone: tests/unit/test_cluster_plan.py).
 
 Everything that talks to the cluster runs in its own process (`ray job submit`, `orchestrate`,
 `python -c`): a process joins one Ray cluster only, and this test process may hold the suite's
@@ -20,8 +20,6 @@ import numpy as np
 import pytest
 
 from tests.support.loopback_cluster import LoopbackCluster
-from orchestrator.config import EmbeddingConfig
-from workers.embedding import plan_workers
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -131,16 +129,6 @@ def test_entry_script_joins_the_cluster_and_fits_requests_to_what_it_has(two_nod
     assert len(placement(done.stderr)) == 2, "it joined the two-node cluster, not a Ray of its own"
 
 
-def test_entry_script_defaults_to_the_cluster_on_its_node():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from orchestrate_on_cluster import cluster_environment
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    assert cluster_environment({})["RAY_ADDRESS"] == "auto"
-    assert cluster_environment({"RAY_ADDRESS": "10.0.0.5:6379"})["RAY_ADDRESS"] == "10.0.0.5:6379"
-
-
 def embed_with_a_kill(cluster, cache_dir: Path, sms_sample_path, kill) -> subprocess.CompletedProcess:
     """`orchestrate embed` on the cluster; `kill()` runs once an embedding actor is busy with a shard."""
     run = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "embed", "--data", str(sms_sample_path),
@@ -179,32 +167,6 @@ def test_killing_an_embedding_actor_mid_shard_changes_nothing(submitted_run, two
     vectors, labels, shard_sums = cache_contents(cache_file(tmp_path))
     assert np.array_equal(vectors, reference[0]) and np.array_equal(labels, reference[1])
     assert shard_sums == reference[2]
-
-
-@pytest.mark.parametrize("device, gpus, expected", [
-    ("auto", 2, ("cuda", 2, {"num_cpus": 1, "num_gpus": 1})),     # a GPU cluster: one GPU per actor
-    ("auto", 0, ("cpu", 4, {"num_cpus": 1, "num_gpus": 0})),      # CPU only: one CPU per actor
-    ("cpu", 2, ("cpu", 4, {"num_cpus": 1, "num_gpus": 0})),       # asked for CPUs on a GPU cluster
-])
-def test_embedding_actors_ask_for_a_gpu_where_there_are_gpus_and_for_cpus_otherwise(device, gpus, expected):
-    plan = plan_workers(EmbeddingConfig(device=device), cluster_cpus=4, cluster_gpus=gpus, shards=10)
-    assert (plan.device, plan.workers, plan.actor_resources()) == expected and plan.warning is None
-
-
-@pytest.mark.parametrize("changes, gpus, workers, warning", [
-    ({"device": "cuda"}, 0, 4, "embedding.device is 'cuda' but the Ray cluster has no GPU: embedding on CPU actors"),
-    ({"workers": 3}, 2, 2, "asked for 3 GPU workers but the cluster has 2 GPUs: using 2"),
-    ({"workers": 6}, 0, 4, "asked for 6 workers x 1 threads but the cluster has 4 CPUs: running 4 workers"),
-    ({"workers": 2, "threads_per_worker": 8}, 0, 1,
-     "asked for 2 workers x 8 threads but the cluster has 4 CPUs: running 1 worker x 4 threads"),
-])
-def test_asking_for_more_than_the_cluster_has_shrinks_the_plan_and_says_so(changes, gpus, workers, warning):
-    plan = plan_workers(EmbeddingConfig(**changes), cluster_cpus=4, cluster_gpus=gpus, shards=10)
-    assert plan.workers == workers and warning in plan.warning
-
-
-def test_never_more_actors_than_shards():
-    assert plan_workers(EmbeddingConfig(), cluster_cpus=16, cluster_gpus=0, shards=3).workers == 3
 
 
 def test_an_address_nothing_answers_at_is_refused_at_once(tmp_path, sms_sample_path):

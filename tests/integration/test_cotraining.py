@@ -4,7 +4,6 @@ kill -9 and resume, eval and predict with the trained layers, and the job count 
 import json
 import math
 import random
-import re
 
 import h5py
 import numpy as np
@@ -16,14 +15,8 @@ from embeddings.encode import Encoder, EncodeSettings, pool
 from embeddings.layers import TopLayers, layer_states, pad_states
 from embeddings.store import LayerStates
 from orchestrator.cli import main
+from tests.support.cotraining import args
 from tests.support.runs import assert_same_run, kill_after_checkpoint
-
-SMALL = ["--limit", "160", "--epochs", "2", "-q", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
-         "--set", "train.batch_size=16", "--set", "train.checkpoint_every=2", "--set", "embedding.max_length=24"]
-
-
-def args(tiny_bert, cache, *extra):
-    return [*SMALL, "--set", f"embedding.model={tiny_bert}", "--cache-dir", str(cache), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -167,26 +160,6 @@ def test_a_killed_co_trained_run_resumes_to_the_same_numbers(runs, tiny_bert, tm
     assert run["command"].startswith("orchestrate run") and run["finished_by"].startswith("orchestrate resume")
     best = [torch.load(d / "best.pt", weights_only=False)["model"] for d in (killed, reference)]
     assert all(torch.equal(best[0][k], best[1][k]) for k in best[1])
-
-
-@pytest.mark.parametrize("value, match", [("3", "train_layers is 3 but model .* has 2 layers"),
-                                          ("-1", "train_layers"), ("some", "train_layers")])
-def test_impossible_train_layers_are_refused_before_anything_is_written(capsys, tiny_bert, tmp_path, value, match):
-    assert main(["run", *args(tiny_bert, tmp_path / "cache", "--set", f"embedding.train_layers={value}"),
-                 "--run-dir", str(tmp_path / "run")]) == 2
-    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
-    assert len(error) == 1 and re.search(match, error[0]), error
-    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
-
-
-def test_warmup_rises_linearly_then_the_cosine_falls():
-    from orchestrator.training.loop import lr_factor
-
-    factors = [lr_factor(step, 10, "cosine", warmup_steps=4) for step in range(11)]
-    assert factors[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])
-    assert factors[4] == 1.0 and factors[10] == pytest.approx(0.0)
-    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
-    assert [lr_factor(s, 10, "cosine") for s in range(11)] == [lr_factor(s, 10, "cosine", 0) for s in range(11)]
 
 
 def test_layer_states_resume_from_the_shards_of_an_interrupted_embedding(ray_session, tiny_bert, tmp_path):

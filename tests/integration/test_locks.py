@@ -1,6 +1,7 @@
 """Two processes on one run dir or one cache key, and folders that cannot be used: run dirs are
 claimed and locked before any work, cache keys are computed by one process while the other
-waits, a lock dies with its process, and an unusable folder is one line, exit 2, nothing left."""
+waits, a lock dies with its process (an unusable folder, one line, exit 2, nothing left:
+tests/unit/test_locks_checks.py)."""
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.core import locks
 from orchestrator.core.errors import UserError
-from tests.support.runs import SMALL
+from tests.support.cli import one_error_line
+from tests.support.runs import SMALL, yaml_of_a_run
 
 REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
@@ -35,12 +37,6 @@ def hold_elsewhere(lock_path: Path) -> subprocess.Popen:
                               text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
-
-
-def one_error_line(capsys) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def test_a_lock_names_its_holder_and_dies_with_it(tmp_path):
@@ -74,28 +70,6 @@ def test_a_locked_run_dir_refuses_run_resume_and_eval_at_once(tmp_path, capsys):
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.yaml"]
-
-
-def yaml_of_a_run() -> str:
-    from orchestrator.config import config_yaml, load_config
-
-    return config_yaml(load_config(None))
-
-
-@pytest.mark.parametrize("where, problem", [("file", "is a file"), ("under_a_file", "is a file")])
-def test_an_unusable_cache_or_run_location_is_one_line(tmp_path, capsys, where, problem):
-    blocker = tmp_path / "blocker"
-    blocker.write_text("not a folder")
-    unusable = blocker if where == "file" else blocker / "inside"
-    run_dir = tmp_path / "run"
-    assert main(["run", *SMALL, "--cache-dir", str(unusable), "--run-dir", str(run_dir)]) == 2
-    line = one_error_line(capsys)
-    assert f"cache dir {unusable} " in line and problem in line
-    assert not run_dir.exists()                # claimed, then given back: a failed command leaves none
-    assert main(["run", *SMALL, "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(unusable)]) == 2
-    line = one_error_line(capsys)
-    assert f"run dir {unusable}" in line and problem in line
-    assert not list((tmp_path / "cache").rglob("*.h5*"))
 
 
 def test_a_folder_left_by_a_run_killed_while_embedding_can_be_claimed_again(ray_session, tmp_path, capsys):
@@ -169,26 +143,3 @@ def test_a_run_dir_killed_before_its_first_checkpoint_is_claimed_again(ray_sessi
     (mine / "config.yaml").write_text("train: {epochs: 1}\n")
     assert main(["run", *SMALL, "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(mine)]) == 2
     assert (mine / "config.yaml").read_text() == "train: {epochs: 1}\n"
-
-
-@pytest.mark.parametrize("given", ["flag", "environment", "neither"])
-def test_an_address_given_now_wins_over_the_one_the_run_saved(tmp_path, monkeypatch, given):
-    import orchestrator.pipeline
-
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "config.yaml").write_text(yaml_of_a_run().replace("address: null", "address: 10.0.0.9:6379"))
-    (run_dir / "checkpoint.pt").write_bytes(b"")          # has_started: resume goes on to prepare
-    seen = []
-
-    def stop(config, **kwargs):
-        seen.append(config.ray.address)
-        raise UserError("stop here")
-
-    monkeypatch.setattr(orchestrator.pipeline, "prepare", stop)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    if given == "environment":
-        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
-    flag = ["--ray-address", "10.0.0.1:6379"] if given == "flag" else []
-    assert main(["resume", str(run_dir), *flag]) == 2
-    assert seen == [{"flag": "10.0.0.1:6379", "environment": "10.0.0.2:6379", "neither": "10.0.0.9:6379"}[given]]

@@ -5,4 +5,7 @@
     reference_sim      the exact torch simulation everything quantum is checked against
     summary_schema     summary.json against docs/summary.schema.json
     runs               the small run's arguments, kill -9 after a checkpoint, "the same run" checks
+    cotraining         the co-training runs' arguments (a tiny random BERT)
+    cli                a refusal's one error line
+    ibm                the IBM backends' tests: a token never written, a refusal's line among warnings
 """

@@ -50,3 +50,10 @@ def assert_same_run(resumed_dir, expected_dir):
     metrics = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
                for d in (expected_dir, resumed_dir)]
     assert without_timings(metrics[1]) == without_timings(metrics[0])
+
+
+def yaml_of_a_run() -> str:
+    """config.yaml as a run of the default config writes it."""
+    from orchestrator.config import config_yaml, load_config
+
+    return config_yaml(load_config(None))

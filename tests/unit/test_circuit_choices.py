@@ -17,7 +17,6 @@ from orchestrator.quantum.backends import make_scheduler, quantum_spec
 from orchestrator.quantum.circuits import ENCODINGS, ENTANGLERS, TranspileCache, build_dressed_circuit
 from orchestrator.quantum.model import HybridHead
 from tests.support.reference_sim import simulate_expectations
-from tests.support.runs import SMALL
 
 PAULI_LIST = ["XIYZ", "ZZII", "IXXI"]
 OBSERVABLES = {"z": ["IIIZ", "IIZI", "IZII", "ZIII"], "zz": ["IIZZ", "IZZI", "ZZII"],
@@ -127,19 +126,6 @@ def test_estimate_shows_the_choices_and_charges_each_measurement_basis(capsys):
     assert one["run"]["circuits"] == two["run"]["circuits"]
     ratio = (two["qpu_seconds"]["run"] - two["run"]["jobs"] * 2) / (one["qpu_seconds"]["run"] - one["run"]["jobs"] * 2)
     assert ratio == pytest.approx(2.0, rel=1e-9)
-
-
-def test_a_run_with_other_choices_trains_and_evaluates_to_its_summary(ray_session, tmp_path):
-    choices = ["--set", "quantum.n_qubits=3", "--set", "quantum.encoding=rx", "--set", "quantum.entangler=cnot-ring",
-               "--set", "quantum.observables=[XIZ, ZZI, IYY]"]     # after SMALL's n_qubits=2: they win
-    run_dir = tmp_path / "run"
-    assert main(["run", *SMALL, *choices, "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(run_dir)]) == 0
-    saved = load_config(str(run_dir / "config.yaml"))
-    assert (saved.quantum.encoding, saved.quantum.entangler, saved.quantum.observables) == \
-        ("rx", "cnot-ring", ["XIZ", "ZZI", "IYY"])
-    assert main(["eval", "-q", str(run_dir), "--cache-dir", str(tmp_path / "cache")]) == 0
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert json.loads((run_dir / "evals" / "test.json").read_text())["accuracy"] == summary["test"]["accuracy"]
 
 
 def test_aer_shots_read_x_and_y_in_their_measurement_bases():

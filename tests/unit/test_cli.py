@@ -1,9 +1,5 @@
 """`orchestrate` on bad input: one clear line, exit code 2, and nothing written to the cache."""
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from orchestrator.cli import main
 
@@ -75,14 +71,3 @@ def test_bad_config_values(capsys, tmp_path):
     assert_refused(capsys, tmp_path / "cache", "--set", "embedding.pooling=max", "--data", "x", match="pooling")
     assert_refused(capsys, tmp_path / "cache", "--set", "embedding.max_length=many", "--data", "x", match="integer")
     assert_refused(capsys, tmp_path / "cache", "--limit", "0", "--data", "x", match="data.limit must be at least 1")
-
-
-def test_the_console_script_exits_2_with_one_line(tmp_path):
-    script = Path(sys.executable).with_name("orchestrate")
-    if not script.exists():
-        pytest.skip("console script not installed in this environment")
-    result = subprocess.run([str(script), "embed", "--data", str(tmp_path / "missing.tsv"),
-                             "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: data file not found: {tmp_path / 'missing.tsv'}"]
-    assert not (tmp_path / "cache").exists()

@@ -1,5 +1,5 @@
-"""The shipped run configs: each one loads, reads its kind of file, and (one of them) runs end to end."""
-import json
+"""The shipped run configs: each one loads and reads its kind of file (one of them runs end to end in
+tests/integration/test_dataset_configs_runs.py)."""
 from pathlib import Path
 
 import pytest
@@ -30,19 +30,6 @@ def test_config_reads_its_file_format(config_name, file, rows, labels, positive,
     assert len(dataset) == rows and dataset.label_names == labels and dataset.positive_label == positive
     assert dataset.texts[0].startswith(first_text)
     assert sorted(set(dataset.labels.tolist())) == [0, 1]
-
-
-def test_disaster_tweets_config_runs_on_a_kaggle_shaped_file(ray_session, tmp_path):
-    run_dir = tmp_path / "run"
-    code = main(["run", "-q", "--config", str(ROOT / "configs" / "disaster_tweets.yaml"),
-                 "--data", str(DATA / "disaster_tweets_sample.csv"), "--epochs", "1",
-                 "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1", "--set", "data.split.val=0.25",
-                 "--set", "data.split.test=0.25", "--set", "data.split.train=0.5",
-                 "--cache-dir", str(tmp_path / "cache"), "--run-dir", str(run_dir)])
-    assert code == 0
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["dataset"] == "disaster_tweets" and summary["labels"] == ["0", "1"]
-    assert summary["positive_label"] == "1" and sum(map(sum, summary["test"]["confusion"])) == summary["split"]["test"]
 
 
 def test_a_config_without_a_dataset_asks_for_data(capsys, tmp_path):
