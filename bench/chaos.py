@@ -41,7 +41,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 EMBED = ["embed", "-q", "--limit", "400", "--workers", "1", "--set", "embedding.shard_rows=50"]
 RUN = ["run", "-q", "--limit", "200", "--epochs", "2", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
@@ -59,7 +58,7 @@ def orchestrate(*args: str) -> list[str]:
 
 
 def through_cloud(cloud: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.fake_cloud", str(cloud), "--", *args]
+    return [sys.executable, "-m", "tests.support.fake_cloud", str(cloud), "--", *args]
 
 
 def run(command: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
@@ -185,7 +184,7 @@ def scenario_train(work: Path, n: int, rng: random.Random) -> dict:
 
 
 def scenario_cloud(work: Path, n: int, rng: random.Random) -> dict:
-    from fake_cloud import jobs_kept
+    from tests.support.fake_cloud import jobs_kept
 
     cache = work / "cloud-cache"
     run(orchestrate(*EMBED[:1], "-q", "--limit", "60", "--cache-dir", str(cache)))

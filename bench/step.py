@@ -43,13 +43,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = Path(__file__).resolve().parent / "anchors"   # bench/anchors: the project's own anchor scripts
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))   # reference_sim: the exact torch simulation, for scale
 
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions  # noqa: E402
 from aer_variants import ESTIMATOR_ROWS, SIMULATOR_ROWS, AerVariant, EstimatorRun  # noqa: E402  (bench/aer_variants.py)
 from orchestrator.quantum.circuits import (QuantumSpec, TranspileCache, build_dressed_circuit,  # noqa: E402
                                            transpile_template)
-from reference_sim import simulate_table  # noqa: E402
+from tests.support.reference_sim import simulate_table  # noqa: E402  (the exact torch simulation, for scale)
 from orchestrator.quantum.model import HybridHead  # noqa: E402
 from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)

@@ -9,9 +9,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_worker_niceness", "0")  # as workers.cluster does for its local Ray
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO = Path(__file__).resolve().parents[1]          # this file is tests/conftest.py
+SHARED = REPO.parent / "shared"
 SMS_PATH = SHARED / "data" / "sms_spam" / "SMSSpamCollection"
-SAMPLE_PATH = Path(__file__).resolve().parents[1] / "orchestrator" / "datasets" / "sms_spam_sample.tsv"
+SAMPLE_PATH = REPO / "orchestrator" / "datasets" / "sms_spam_sample.tsv"
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def every_summary_matches_the_schema(tmp_path_factory):
     """After the whole run: every summary.json a run wrote in any test (in a run dir: beside its
     config.yaml) matches docs/summary.schema.json."""
     yield
-    from summary_schema import assert_valid_summary
+    from tests.support.summary_schema import assert_valid_summary
 
     for path in sorted(tmp_path_factory.getbasetemp().rglob("summary.json")):
         if (path.parent / "config.yaml").is_file():
