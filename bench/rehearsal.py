@@ -6,7 +6,7 @@ qiskit-ibm-runtime's local testing mode, the project's rehearsal against the pla
               simulates circuits as wide as the device. EstimatorV2 is deprecated, but its successor
               (executor_estimator.Estimator) cannot run this plain path at all: on fake_fez every
               circuit "requires more memory than max_memory_mb" (156 qubits), measured 2026-11-30
-    project   RuntimeBackend on the same device and the same path (Batch, the current Estimator,
+    project   FakeDeviceBackend on the same device and the same path (Batch, the current Estimator,
               one PUB),
               rehearsing on the qubits the circuit uses (orchestrator/quantum/backends/rehearsal.py):
               the first job builds the noise model once, the later jobs reuse it
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.quantum.backends.devices import resolve_fake_device  # noqa: E402
 from orchestrator.quantum.backends.estimator import estimator_pub  # noqa: E402
-from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions  # noqa: E402
+from orchestrator.config import load_config  # noqa: E402
+from orchestrator.quantum.backends import make_backend  # noqa: E402
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit  # noqa: E402
 from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
 from orchestrator.quantum.shift_rule import shifted_parameter_table  # noqa: E402
@@ -63,7 +64,8 @@ def time_anchor(device_name: str, spec: QuantumSpec, table: np.ndarray, jobs: in
 
 
 def time_project(device_name: str, spec: QuantumSpec, table: np.ndarray, jobs: int) -> list[float]:
-    backend = RuntimeBackend(device_name, RuntimeOptions(execution_mode="batch", shots=SHOTS, seed=1))
+    backend = make_backend(load_config(overrides=[f"quantum.backend={device_name}", "runtime.execution_mode=batch",
+                                                  f"quantum.shots={SHOTS}", "quantum.seed=1"]))
     scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), backend, transpile_cache=TranspileCache())
     scheduler.transpiled()
     seconds = []

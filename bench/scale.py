@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = 0
 sys.path.insert(0, str(REPO))
 
-from orchestrator.quantum.backends import aer_on_workers  # noqa: E402
+from orchestrator.quantum.backends.aer import aer_on_workers  # noqa: E402
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions  # noqa: E402
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit  # noqa: E402
 from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402

@@ -309,20 +309,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_backends(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
-    from orchestrator.quantum.backends.devices import AER_SIMULATOR, fake_device_names, resolve_fake_device
-    from orchestrator.quantum.backends.ibm import connect_service, describe_backends
+    from orchestrator.quantum.backends import FAMILIES
 
     config = load_config(args.config)
-    rows = [{"name": AER_SIMULATOR, "qubits": None, "status": "local simulator", "queue": None}]
-    for name in fake_device_names():
-        rows.append({"name": name, "qubits": resolve_fake_device(name).num_qubits,
-                     "status": "local (fake device: its noise, offline)", "queue": None})
-    note = None
-    try:
-        service = connect_service(config.runtime.channel, config.runtime.instance)
-        rows += describe_backends(service)
-    except UserError as problem:
-        note = f"IBM Quantum devices: not listed: {problem}"
+    rows, notes = [], []
+    for family in FAMILIES.values():
+        try:
+            rows += family.listing(config)
+        except UserError as problem:      # no IBM credentials: the rest is listed
+            notes.append(f"{family.title}: not listed: {problem}")
+    note = "\n".join(notes) or None
     if args.json:
         for row in rows:
             print(json.dumps(row))

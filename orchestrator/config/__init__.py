@@ -13,9 +13,10 @@ device phase's, a sweep trial's) is a new config from `derive(config, {"section.
 checked as a file is.
 """
 from embeddings.config import DEFAULT_MODEL, default_cache_dir
+from orchestrator.core.backend_names import AER_SIMULATOR
 from orchestrator.config.errors import SECRET_KEYS
 from orchestrator.config.reference import config_json_schema, config_reference_table
-from orchestrator.config.sections import (AER_SIMULATOR, RETIRED_CHANNEL, RETIRED_CHANNEL_TEXT, SELECTION_METRICS,
+from orchestrator.config.sections import (RETIRED_CHANNEL, RETIRED_CHANNEL_TEXT, SELECTION_METRICS,
                                           Config, DataConfig, EmbeddingConfig, HardwareConfig, QuantumConfig,
                                           RayConfig, RuntimeConfig, SplitConfig, TrainConfig)
 from orchestrator.config.yaml_io import config_yaml, derive, flatten, load_config, parse_yaml, set_dotted, to_dict

@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from embeddings.config import ConfigSection, EmbeddingConfig, Flag, Int, Number, Text
+from orchestrator.core.backend_names import AER_SIMULATOR, family_of, unknown_backend
 from orchestrator.core.paulis import OBSERVABLE_SETS, observable_labels
 
 SelectionMetric = Literal["f1_positive", "f1_macro", "accuracy"]
@@ -23,7 +24,6 @@ SELECTION_METRICS = typing.get_args(SelectionMetric)
 RETIRED_CHANNEL = "ibm_quantum"
 RETIRED_CHANNEL_TEXT = ("config: runtime.channel 'ibm_quantum' was retired by IBM on 1 July 2025; use "
                         "ibm_quantum_platform (IBM Quantum Platform, the default) or ibm_cloud")
-AER_SIMULATOR = "aer_simulator"  # as in the backends package, which this module must not import (qiskit)
 
 
 def refuse_bool(value: Any) -> Any:
@@ -76,12 +76,6 @@ class RayConfig(ConfigSection):
     address: Optional[Text] = Field(None, description="join this cluster; empty: RAY_ADDRESS, else a local one")
 
 
-def is_backend_name(name: str) -> bool:
-    """The syntax of a backend name; whether that device exists is checked when the backend is built."""
-    return name == AER_SIMULATOR or any(name.startswith(prefix) and len(name) > len(prefix)
-                                        for prefix in ("fake_", "ibm_"))
-
-
 class QuantumConfig(ConfigSection):
     """The dressed quantum circuit and the backend that evaluates it."""
 
@@ -122,15 +116,15 @@ class QuantumConfig(ConfigSection):
     @field_validator("backend")
     @classmethod
     def backend_name_has_a_known_form(cls, name: str) -> str:
-        if not is_backend_name(name):
-            raise ValueError(f"config: unknown backend {name!r}: use {AER_SIMULATOR}, fake_<device> (offline, "
-                             f"e.g. fake_fez) or ibm_<device>; `orchestrate backends` lists them")
+        # whether that device exists is checked before the run starts (its backend family's check)
+        if family_of(name) is None:
+            raise ValueError(f"config: {unknown_backend(name)}")
         return name
 
     @field_validator("noise_model")
     @classmethod
     def noise_model_names_a_fake_device(cls, name: Optional[str]) -> Optional[str]:
-        if name is not None and not (name.startswith("fake_") and len(name) > len("fake_")):
+        if name is not None and family_of(name) != "fake":
             raise ValueError(f"config: quantum.noise_model must name a fake device (fake_<device>, e.g. "
                              f"fake_fez), not {name!r}")
         return name

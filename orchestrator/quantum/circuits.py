@@ -65,6 +65,12 @@ class QuantumSpec:
         else:
             object.__setattr__(self, "observables", observable_labels(list(self.observables), self.n_qubits))
 
+    @classmethod
+    def of(cls, quantum) -> "QuantumSpec":
+        """The circuit a config's quantum section describes."""
+        return cls(n_qubits=quantum.n_qubits, depth=quantum.depth, encoding=quantum.encoding,
+                   entangler=quantum.entangler, observables=observable_labels(quantum.observables, quantum.n_qubits))
+
     @property
     def n_inputs(self) -> int:
         return self.n_qubits

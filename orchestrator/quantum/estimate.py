@@ -15,10 +15,9 @@ from typing import Optional
 from orchestrator.config import Config
 from orchestrator.core.paulis import measurement_bases
 from orchestrator.data import Split
-from orchestrator.quantum.backends import gradient_method, make_backend, quantum_spec
-from orchestrator.quantum.backends.devices import backend_kind
-from orchestrator.quantum.circuits import DEFAULT_TRANSPILE_CACHE, QuantumSpec, build_dressed_circuit
-from orchestrator.quantum.gradients import GradientMethod
+from orchestrator.quantum.backends import backend_family
+from orchestrator.quantum.circuits import QuantumSpec
+from orchestrator.quantum.gradients import GradientMethod, gradient_method
 from orchestrator.quantum.scheduler import plan_jobs
 
 
@@ -96,18 +95,18 @@ def duration(seconds: float) -> str:
 def config_workload(config: Config, split: Split) -> RunEstimate:
     """`estimate_run` for a config's circuit, batch, epochs, job limit and gradient on `split`."""
     q, t = config.quantum, config.train
-    return estimate_run(len(split.train), len(split.val), len(split.test), quantum_spec(config), t.batch_size,
-                        t.epochs, q.max_parameter_sets_per_job, gradient_method(config))
+    return estimate_run(len(split.train), len(split.val), len(split.test), QuantumSpec.of(q), t.batch_size,
+                        t.epochs, q.max_parameter_sets_per_job, gradient_method(q, t.seed))
 
 
 def estimate_dict(config: Config, split: Split) -> dict:
     """`orchestrate estimate --json`: what `describe` prints, as numbers."""
     q = config.quantum
-    kind = backend_kind(q.backend)
-    shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
+    family = backend_family(q.backend)
+    shots = family.default_shots(config)
     plan = config_workload(config, split)
     parts = {"step": plan.step, "epoch": plan.epoch, "run": plan.run}
-    spec = quantum_spec(config)
+    spec = QuantumSpec.of(q)
     result = {"backend": q.backend, "n_qubits": q.n_qubits, "depth": q.depth, "encoding": q.encoding,
               "entangler": q.entangler, "observables": list(spec.observables),
               "measurement_bases": len(measurement_bases(spec.observables)), "shots": shots,
@@ -115,7 +114,7 @@ def estimate_dict(config: Config, split: Split) -> dict:
               "steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs,
               **{name: {"jobs": w.jobs, "circuits": w.circuits, "shots": w.shots(shots)} for name, w in parts.items()},
               "qpu_seconds": None}
-    if kind != "aer":
+    if family.remote:
         per_shot, per_job = device_seconds_per_shot(config)
         result["qpu_seconds"] = {name: qpu_seconds(w, shots, per_shot, per_job) for name, w in parts.items()}
     return result
@@ -125,9 +124,9 @@ def describe(config: Config, split: Split) -> list[str]:
     """`orchestrate estimate`'s lines: jobs, circuits and shots per step, epoch and run, and on
     a device the QPU time from its own timing (repetition delay + circuit duration)."""
     q, t = config.quantum, config.train
-    spec = quantum_spec(config)
-    kind = backend_kind(q.backend)
-    shots = q.shots if kind == "aer" else (q.shots or config.runtime.default_shots)
+    spec = QuantumSpec.of(q)
+    family = backend_family(q.backend)
+    shots = family.default_shots(config)
     plan = config_workload(config, split)
     shots_text = f"{shots} shots per parameter set" if shots else "exact (no shots)"
     bases = len(measurement_bases(spec.observables))
@@ -139,7 +138,7 @@ def describe(config: Config, split: Split) -> list[str]:
                         (f"one epoch ({plan.steps_per_epoch} steps + validation)", plan.epoch),
                         (f"whole run ({t.epochs} epochs + test)", plan.run)):
         lines.append(f"{label:<36} {work.jobs:>8,} {work.circuits:>12,} {work.shots(shots):>16,}")
-    if kind == "aer":
+    if not family.remote:
         return lines + ["QPU time: none (a local simulator)"]
     per_shot, per_job = device_seconds_per_shot(config)
     lines.append(f"QPU time if every step ran on the device (estimate: {per_job:g} s per job + shots x "
@@ -161,8 +160,8 @@ def phase_workload(config: Config, split: Split, steps: int) -> PhaseWorkload:
     (full batches, at quantum.shots), a validation at each epoch end, the test split (at
     quantum.eval_shots)."""
     q, t = config.quantum, config.train
-    spec = quantum_spec(config)
-    rows_per_step = t.batch_size * gradient_method(config).rows_per_sample(spec.n_inputs, spec.n_weights)
+    spec = QuantumSpec.of(q)
+    rows_per_step = t.batch_size * gradient_method(q, t.seed).rows_per_sample(spec.n_inputs, spec.n_weights)
     step = request_workload(rows_per_step, q.max_parameter_sets_per_job)
     validation = request_workload(len(split.val), q.max_parameter_sets_per_job)
     test = request_workload(len(split.test), q.max_parameter_sets_per_job)
@@ -173,21 +172,8 @@ def phase_workload(config: Config, split: Split, steps: int) -> PhaseWorkload:
                          shots=step.circuits * steps * (q.shots or 0) + evaluation.circuits * eval_shots)
 
 
-_SECONDS_PER_SHOT: dict = {}   # (device, circuit, optimisation level) -> seconds: one device lookup per process
-
-
 def device_seconds_per_shot(config: Config) -> tuple[float, float]:
-    """(QPU seconds per shot of the transpiled circuit on the configured device, once per
-    measurement basis of the observables; seconds per job).
-    Asked of the device once per process: `estimate` needs it for its table and for the plan, and
-    an ibm_<device> is a connection to the service each time."""
-    from orchestrator.quantum.backends.ibm import JOB_OVERHEAD_S
-
-    q = config.quantum
-    key = (q.backend, quantum_spec(config), q.optimization_level)
-    if key not in _SECONDS_PER_SHOT:
-        backend = make_backend(config)
-        circuit = DEFAULT_TRANSPILE_CACHE.get(build_dressed_circuit(quantum_spec(config)), backend.name,
-                                              backend.transpile_target, q.optimization_level).circuit
-        _SECONDS_PER_SHOT[key] = backend.seconds_per_shot(circuit) * len(measurement_bases(quantum_spec(config).observables))
-    return _SECONDS_PER_SHOT[key], JOB_OVERHEAD_S
+    """(QPU seconds per shot of the configured circuit on its device, every measurement basis
+    counted; QPU seconds per job), as the backend's family estimates them."""
+    family = backend_family(config.quantum.backend)
+    return family.seconds_per_shot(config), family.job_overhead_s

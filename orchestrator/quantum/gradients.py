@@ -26,6 +26,12 @@ from orchestrator.quantum import shift_rule
 METHODS = ("parameter-shift", "parameter-shift-weights", "spsa")
 
 
+def gradient_method(quantum, seed: int) -> "GradientMethod":
+    """The gradient a config's quantum section names; SPSA's signs follow the training `seed`, so
+    reruns draw the same."""
+    return GradientMethod(quantum.gradient, spsa_step=quantum.spsa_step, spsa_samples=quantum.spsa_samples, seed=seed)
+
+
 @dataclass(frozen=True)
 class GradientMethod:
     name: str = "parameter-shift"

@@ -27,8 +27,8 @@ from typing import Callable, Optional
 from orchestrator.config import AER_SIMULATOR, Config, derive
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_bytes_atomically, write_json_atomically
-from orchestrator.quantum.backends import check_aer_capacity
-from orchestrator.quantum.backends.devices import backend_kind, fake_device_class
+from orchestrator.quantum.backends import backend_family
+from orchestrator.quantum.backends.aer import check_aer_capacity
 from orchestrator.run_dir import RunDir
 from orchestrator.training.loop import Prepared, train
 from orchestrator.training.model_files import load_best_weights
@@ -66,17 +66,7 @@ class PhasePlan:
 def is_planned(config: Config) -> bool:
     """A run on a device is planned in phases (unless hardware.plan is false); a simulator run is
     one ordinary run."""
-    return backend_kind(config.quantum.backend) != "aer" and config.hardware.plan
-
-
-def device_twin(backend: str) -> Optional[str]:
-    """The fake device whose noise model stands for `backend` on Aer, if there is one."""
-    candidate = backend if backend.startswith("fake_") else "fake_" + backend.removeprefix("ibm_")
-    try:
-        fake_device_class(candidate)
-    except UserError:
-        return None
-    return candidate
+    return backend_family(config.quantum.backend).remote and config.hardware.plan
 
 
 def phase_config(config: Config, backend: str, noise_model: Optional[str], steps: int) -> Config:
@@ -103,7 +93,7 @@ def simulator_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
 
 def noisy_simulator_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
     """Phase 2, Aer under the device's noise model (its fake twin): a few shot-frugal steps."""
-    twin = device_twin(config.quantum.backend)
+    twin = backend_family(config.quantum.backend).fake_twin(config.quantum.backend)
     if twin is None:
         log.warning(f"no fake twin of {config.quantum.backend}: no noisy-simulator phase")
         return None

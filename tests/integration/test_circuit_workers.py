@@ -8,7 +8,7 @@ import pytest
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
 from tests.support.reference_sim import simulate_table
-from orchestrator.quantum.backends import aer_on_workers
+from orchestrator.quantum.backends.aer import aer_on_workers
 from orchestrator.core.errors import UserError
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 from orchestrator.quantum.shift_rule import shifted_parameter_table

@@ -237,7 +237,7 @@ def test_workers_without_a_place_are_left_out_with_a_message_not_waited_for(two_
 
 AER_ON_CLUSTER = """
 import json, numpy as np, ray
-from orchestrator.quantum.backends import aer_on_workers
+from orchestrator.quantum.backends.aer import aer_on_workers
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
 from orchestrator.quantum.scheduler import ParameterShiftScheduler

@@ -123,6 +123,27 @@ def test_functions_on_the_training_path_are_short():
     assert not long, "\n".join(long)
 
 
+def test_every_backend_family_is_named_once_and_asked_only_through_the_registry():
+    """A family's name rule is in core/backend_names.py, its object in the registry: nothing else in
+    the house tells backends apart by their names."""
+    from orchestrator.core.backend_names import NAMES, family_of
+    from orchestrator.quantum.backends import FAMILIES, backend_family
+
+    assert [names.family for names in NAMES] == list(FAMILIES)
+    assert {family_of("aer_simulator"), family_of("fake_fez"), family_of("ibm_kingston")} == {"aer", "fake", "ibm"}
+    assert family_of("ibm_") is None and family_of("fez") is None
+    assert backend_family("fake_fez").remote and not backend_family("aer_simulator").remote
+    branches = []
+    for name, path in project_modules().items():
+        if name.startswith("orchestrator.quantum.backends") or name == "orchestrator.core.backend_names":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if any(text in line for text in ('startswith("fake_")', 'startswith("ibm_")', '== "aer"', '!= "aer"',
+                                             "backend_kind")):
+                branches.append(f"{name}:{number}: {line.strip()}")
+    assert not branches, "\n".join(branches)
+
+
 def test_the_checks_can_fail():
     """The checkers themselves, on made-up graphs: an upward import and a circle are caught."""
     with pytest.raises(AssertionError, match="orchestrator.core.errors .layer 0. imports orchestrator.cli"):

@@ -13,8 +13,8 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.core.errors import UserError
 from orchestrator.core.paulis import measurement_bases
-from orchestrator.quantum.backends import make_scheduler, quantum_spec
-from orchestrator.quantum.circuits import ENCODINGS, ENTANGLERS, TranspileCache, build_dressed_circuit
+from orchestrator.quantum.backends import make_scheduler
+from orchestrator.quantum.circuits import ENCODINGS, ENTANGLERS, QuantumSpec, TranspileCache, build_dressed_circuit
 from orchestrator.quantum.model import HybridHead
 from tests.support.reference_sim import simulate_expectations
 
@@ -78,7 +78,7 @@ def test_the_head_reads_one_input_per_observable():
 
 def test_choices_are_part_of_the_transpile_cache_key():
     cache = TranspileCache()
-    specs = [quantum_spec(config_of(*choice)) for choice in
+    specs = [QuantumSpec.of(config_of(*choice).quantum) for choice in
              [("hadamard-ry", "cnot-ladder", "z"), ("rx", "cnot-ladder", "z"), ("hadamard-ry", "cnot-ring", "z"),
               ("hadamard-ry", "cnot-ladder", "zz"), ("hadamard-ry", "cnot-ladder", "z")]]
     compiled = [cache.get(build_dressed_circuit(spec), "aer_simulator", None) for spec in specs]

@@ -10,12 +10,19 @@ from tests.support.fake_cloud import install
 from tests.support.ibm import TOKEN, one_error_line
 
 
+def device_backend(name: str, *overrides: str):
+    """The backend of a config on device `name`, as a run builds it (its family in the registry)."""
+    from orchestrator.config import load_config
+    from orchestrator.quantum.backends import make_backend
+
+    return make_backend(load_config(overrides=[f"quantum.backend={name}", *overrides]))
+
+
 @pytest.mark.parametrize("mode, expected", [("session", "Session"), ("batch", "Batch"), ("job", None)])
 def test_execution_modes_give_the_device_values_and_close(mode, expected, monkeypatch):
     from qiskit_ibm_runtime import Session
 
     from orchestrator.quantum.backends.aer import AerBackend, AerOptions
-    from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
     from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
     from orchestrator.quantum.scheduler import ParameterShiftScheduler
 
@@ -24,7 +31,7 @@ def test_execution_modes_give_the_device_values_and_close(mode, expected, monkey
     monkeypatch.setattr(Session, "close", lambda self: (closed.append(type(self).__name__), real_close(self)))
     template = build_dressed_circuit(QuantumSpec(2, 1))
     table = np.array([[0.3, -0.7, 0.2, 1.1], [1.2, 0.4, -0.5, 0.1]])
-    backend = RuntimeBackend("fake_manila", RuntimeOptions(execution_mode=mode, shots=4000, seed=11))
+    backend = device_backend("fake_manila", f"runtime.execution_mode={mode}", "quantum.shots=4000", "quantum.seed=11")
     noisy = ParameterShiftScheduler(template, backend).evaluate(table)
     assert type(backend._mode).__name__ == expected if expected else backend._mode is None
     backend.close()
@@ -34,11 +41,9 @@ def test_execution_modes_give_the_device_values_and_close(mode, expected, monkey
 
 
 def test_mitigation_and_execution_options_reach_the_primitive():
-    from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
-
-    options = RuntimeOptions(precision=0.05, resilience_level=1, dynamical_decoupling=True, dd_sequence="XY4",
-                             twirling=True)
-    estimator = RuntimeBackend("fake_manila", options).estimator()
+    estimator = device_backend("fake_manila", "runtime.precision=0.05", "runtime.resilience_level=1",
+                               "runtime.dynamical_decoupling=true", "runtime.dd_sequence=XY4",
+                               "runtime.twirling=true").estimator()
     assert estimator.options.default_precision == 0.05 and estimator.options.resilience_level == 1
     assert estimator.options.dynamical_decoupling.enable is True
     assert estimator.options.dynamical_decoupling.sequence_type == "XY4"
@@ -46,13 +51,13 @@ def test_mitigation_and_execution_options_reach_the_primitive():
 
 
 def test_resilience_defaults_to_0_in_local_testing_mode_and_to_the_services_default_on_a_device(tmp_path, monkeypatch):
-    from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
+    from orchestrator.quantum.backends.runtime import estimator_options
 
-    assert RuntimeBackend("fake_manila", RuntimeOptions()).estimator().options.resilience_level == 0
-    assert RuntimeBackend("fake_manila", RuntimeOptions(resilience_level=1)).estimator().options.resilience_level == 1
-    cloud = install(tmp_path / "cloud", monkeypatch.setattr)
-    on_device = RuntimeBackend("ibm_manila", RuntimeOptions(), service=cloud)
-    assert "resilience_level" not in on_device.options.estimator_options()        # the Estimator's own default
+    assert device_backend("fake_manila").estimator().options.resilience_level == 0
+    assert device_backend("fake_manila", "runtime.resilience_level=1").estimator().options.resilience_level == 1
+    install(tmp_path / "cloud", monkeypatch.setattr)
+    on_device = device_backend("ibm_manila")
+    assert "resilience_level" not in estimator_options(on_device.runtime, on_device.shots)   # the Estimator's own default
     assert on_device.estimator().options.resilience_level == 1
 
 
@@ -75,7 +80,7 @@ def test_transient_and_permanent_errors_are_told_apart():
     from qiskit_ibm_runtime.api.exceptions import RequestsApiError
     from qiskit_ibm_runtime.exceptions import IBMRuntimeError
 
-    from orchestrator.quantum.backends.ibm import is_transient
+    from orchestrator.quantum.backends.runtime import is_transient
 
     assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
     assert is_transient(RequestsApiError("busy", 503)) and is_transient(RequestsApiError("slow down", 429))

@@ -7,7 +7,8 @@ from qiskit_aer import AerSimulator
 from qiskit.quantum_info import SparsePauliOp
 
 from orchestrator.quantum.backends.devices import resolve_fake_device
-from orchestrator.quantum.backends.ibm import RuntimeBackend, RuntimeOptions
+from orchestrator.config import load_config
+from orchestrator.quantum.backends import make_backend
 from orchestrator.quantum.backends.rehearsal import (RehearsalDevice, active_qubits, compact_circuit,
                                                      compact_observable, reduced_noise_model)
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
@@ -93,7 +94,8 @@ def test_the_noise_model_is_built_once_per_run_not_once_per_job(manila, monkeypa
     original = device_class._get_noise_model_from_backend_v2
     monkeypatch.setattr(device_class, "_get_noise_model_from_backend_v2",
                         lambda self, *a, **k: (builds.append(1), original(self, *a, **k))[1])
-    backend = RuntimeBackend("fake_manila", RuntimeOptions(execution_mode="batch", shots=20000, seed=4))
+    backend = make_backend(load_config(overrides=["quantum.backend=fake_manila", "runtime.execution_mode=batch",
+                                                  "quantum.shots=20000", "quantum.seed=4"]))
     scheduler = ParameterShiftScheduler(build_dressed_circuit(SPEC), backend, transpile_cache=TranspileCache())
     rng = np.random.default_rng(1)
     table = shifted_parameter_table(rng.uniform(-1.5, 1.5, (2, 3)), rng.normal(0, 0.5, SPEC.n_weights))

@@ -17,7 +17,7 @@ rotated into each of their measurement bases (one Aer job holds every basis). No
 observables in exact mode use `save_expectation_value`.
 
 Ray circuit workers (a large table split over several cores or nodes) wrap this backend:
-workers/circuits.py, built by `make_backend` (backends/__init__.py).
+workers/circuits.py, built by AerFamily.make (the aer family of backends/registry.py, below).
 
 Noise. `noise_model: fake_<device>` builds Aer's NoiseModel.from_backend of that fake device and
 simulates the density matrix: exact mode then gives the exact noisy expectation values of the
@@ -27,6 +27,9 @@ the measured counts include readout errors too.
 from __future__ import annotations
 
 import uuid
+import dataclasses
+import functools
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -35,9 +38,11 @@ from qiskit import ClassicalRegister, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 
+from orchestrator.config import Config
+from orchestrator.core.backend_names import AER_SIMULATOR, names_of
 from orchestrator.core.errors import UserError
 from orchestrator.core.paulis import measurement_bases
-from orchestrator.quantum.backends.devices import resolve_fake_device
+from orchestrator.quantum.backends.devices import fake_device_class, resolve_fake_device
 from orchestrator.quantum.scheduler import Backend, BackendJob
 
 # `auto` readout uses probabilities up to this many measured qubits: measured faster than one
@@ -48,7 +53,7 @@ PROBABILITY_READOUT_MAX_QUBITS = 8
 
 @dataclass(frozen=True)
 class AerOptions:
-    """What a run sets (backends/__init__.py: make_backend). The config has checked the values."""
+    """What a run sets (AerFamily.make). The config has checked the values."""
 
     shots: Optional[int] = None                 # None: exact expectation values
     seed: Optional[int] = None                  # seeds the per-job simulator seeds when shots are used
@@ -275,3 +280,71 @@ class AerBackend(Backend):
                                repeat_single_result=shots is None)
         aer_job = self.simulator.run(list(plan.circuits), parameter_binds=[binds] * len(plan.circuits), **run_options)
         return AerLocalJob(aer_job, plan, len(table))
+
+
+# --- the family ------------------------------------------------------------------------------
+
+def check_aer_capacity(n_qubits: int, noisy: bool) -> None:
+    """Refuse a circuit wider than Aer can hold in this machine's memory (a noisy one is a density
+    matrix: half the qubits), before anything is written."""
+    method = "density_matrix" if noisy else "statevector"
+    limit = AerSimulator(method=method).configuration().n_qubits
+    if n_qubits > limit:
+        what = "a density matrix, with a noise model" if noisy else "a statevector"
+        raise UserError(f"quantum.n_qubits = {n_qubits} is more than aer_simulator can hold in this machine's "
+                        f"memory as {what}: at most {limit} qubits")
+
+
+def aer_on_workers(options: AerOptions, workers: int, min_rows: int) -> Backend:
+    """Aer with `options`, tables of at least `min_rows` rows split over `workers` Ray circuit workers."""
+    from workers.circuits import FannedOutBackend
+
+    # one core per worker; the runner has split the request into jobs already
+    worker_options = dataclasses.replace(options, max_parallel_threads=1, max_parameter_sets_per_job=None)
+    return FannedOutBackend(AerBackend(options), functools.partial(AerBackend, worker_options),
+                            workers=workers, min_rows=min_rows)
+
+
+class AerFamily:
+    """aer_simulator: qiskit-aer on this machine, or on Ray circuit workers (quantum.circuit_workers)."""
+
+    names = names_of("aer")
+    title = "Aer"
+    remote = False            # nothing to journal, nothing billed
+    job_overhead_s = 0.0
+
+    def check(self, config: Config) -> None:
+        q = config.quantum
+        if q.noise_model is not None:
+            fake_device_class(q.noise_model)
+        check_aer_capacity(q.n_qubits, noisy=q.noise_model is not None)
+
+    def make(self, config: Config) -> Backend:
+        q = config.quantum
+        # OMP_NUM_THREADS caps Aer's threads: a sweep's trial sets it to the CPUs it holds, so that N
+        # trials on an N-core node run N threads, not N teams of N (on 2 cores, 2 trials measured the
+        # same either way: 22-25 s per SMS epoch; the cap is for nodes with many cores and trials)
+        options = AerOptions(shots=q.shots, seed=q.seed, noise_model=q.noise_model,
+                             max_parameter_sets_per_job=q.max_parameter_sets_per_job,
+                             max_parallel_threads=int(os.environ.get("OMP_NUM_THREADS") or 0))
+        if not q.circuit_workers:
+            return AerBackend(options)
+        from workers.cluster import connect
+
+        connect(config.ray.address)   # the workers join the run's cluster
+        return aer_on_workers(options, q.circuit_workers, q.min_rows_for_workers)
+
+    def default_shots(self, config: Config) -> Optional[int]:
+        return config.quantum.shots      # None: exact
+
+    def seconds_per_shot(self, config: Config) -> float:
+        return 0.0
+
+    def listing(self, config: Config) -> list[dict]:
+        return [{"name": AER_SIMULATOR, "qubits": None, "status": "local simulator", "queue": None}]
+
+    def fake_twin(self, backend: str) -> Optional[str]:
+        return None
+
+
+AER = AerFamily()

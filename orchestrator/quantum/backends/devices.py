@@ -1,31 +1,13 @@
-"""Backend names, one lookup for the whole project:
-
-    aer_simulator      qiskit-aer on this machine (aer.py)
-    fake_<device>      a fake IBM device in qiskit-ibm-runtime's local testing mode: the device's
-                       noise, offline, through the same Session/Batch + Estimator path as hardware
-    ibm_<device>       an IBM Quantum device (ibm.py), checked against the account's backends
-                       when a run connects
+"""The fake provider's devices by name: fake_<device> backends (fake.py) and the noise models of
+aer_simulator (quantum.noise_model) look them up here. (Which family a backend name belongs to is
+orchestrator/core/backend_names.py.)
 """
 from __future__ import annotations
 
 from orchestrator.core.errors import UserError
 
-AER_SIMULATOR = "aer_simulator"
 # helper classes of the fake provider that are not devices
 NOT_DEVICES = {"fakeproviderforbackendv2", "fakefractionalbackend", "fakeprovider"}
-
-
-def backend_kind(name: str) -> str:
-    """'aer', 'fake' or 'ibm' (see the module doc); an unknown name is a UserError."""
-    if name == AER_SIMULATOR:
-        return "aer"
-    if name.startswith("fake_"):
-        fake_device_class(name)
-        return "fake"
-    if name.startswith("ibm_") and len(name) > 4:
-        return "ibm"
-    raise UserError(f"unknown backend {name!r}: use {AER_SIMULATOR}, fake_<device> (offline, e.g. fake_fez) "
-                    f"or ibm_<device>; `orchestrate backends` lists them")
 
 
 def fake_device_names() -> list[str]:
