@@ -31,7 +31,8 @@ import torch  # noqa: E402
 from embeddings.encode import Encoder, EncodeSettings, tokenize_texts  # noqa: E402
 from embeddings.models import resolve_model  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
-from orchestrator.data import load_dataset, split_dataset  # noqa: E402
+from orchestrator.data.datasets import load_dataset  # noqa: E402
+from orchestrator.data.splits import split_dataset  # noqa: E402
 from orchestrator.pipeline import Prepared  # noqa: E402
 from orchestrator.quantum.model import one_torch_thread  # noqa: E402
 from orchestrator.training import loop  # noqa: E402

@@ -59,7 +59,7 @@ class Project:
     def __init__(self, tmp: str, data: Path):
         from embeddings.models import resolve_model
         from orchestrator.config import DataConfig, EmbeddingConfig
-        from orchestrator.data import load_dataset
+        from orchestrator.data.datasets import load_dataset
         from embeddings.stage import with_model_pooling
         from workers.embedding import EmbeddingPool
 

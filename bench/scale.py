@@ -95,7 +95,7 @@ def bench_circuits(rows: int, rounds: int) -> dict:
 def bench_embedding(data: Path, texts: int, rounds: int, tmp: str) -> dict:
     from embeddings.models import resolve_model
     from orchestrator.config import DataConfig, EmbeddingConfig
-    from orchestrator.data import load_dataset
+    from orchestrator.data.datasets import load_dataset
     from embeddings.stage import embed_dataset, with_model_pooling
     from workers.embedding import EmbeddingPool
 

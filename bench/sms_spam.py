@@ -23,7 +23,7 @@ def sms_spam_file(path: Optional[str], how_to_name_a_file: str) -> Path:
         return file.resolve()
     from orchestrator.config import default_cache_dir
     from orchestrator.core.errors import UserError
-    from orchestrator.data import fetch_named_dataset
+    from orchestrator.data.datasets import fetch_named_dataset
 
     try:
         return fetch_named_dataset(NAME, os.path.join(default_cache_dir(), "datasets"))

@@ -180,7 +180,7 @@ def raise_on_sigterm(signum, frame) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from orchestrator.data import load_dataset
+    from orchestrator.data.datasets import load_dataset
     from orchestrator.pipeline import EMBED, embed_vectors, preflight
 
     config = loaded_config(args)

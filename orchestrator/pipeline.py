@@ -32,7 +32,8 @@ from embeddings.stage import EmbedReport, embed_dataset
 from orchestrator.config import Config, derive
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import usable_folder
-from orchestrator.data import Dataset, Split, load_dataset, split_dataset
+from orchestrator.data.datasets import Dataset, load_dataset
+from orchestrator.data.splits import Split, split_dataset
 from workers.embedding import ray_pool_starter
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,16 @@ from pydantic_core import PydanticCustomError
 from embeddings.config import ConfigSection, EmbeddingConfig, Flag, Int, Number, Text
 from orchestrator.core.backend_names import AER_SIMULATOR, family_of, unknown_backend
 from orchestrator.core.paulis import OBSERVABLE_SETS, observable_labels
+from orchestrator.data.readers import READERS
+from orchestrator.quantum.ansatz import ENCODINGS, ENTANGLERS
+from orchestrator.quantum.gradients import GRADIENT_METHODS
+
+# the choices the config offers are the names of what exists (Literal[(a, b)] is Literal[a, b])
+EncodingName = Literal[tuple(ENCODINGS)]
+EntanglerName = Literal[tuple(ENTANGLERS)]
+ObservableSet = Literal[OBSERVABLE_SETS]
+GradientName = Literal[tuple(GRADIENT_METHODS)]
+DataFormat = Literal[("auto", *READERS)]
 
 SelectionMetric = Literal["f1_positive", "f1_macro", "accuracy"]
 SELECTION_METRICS = typing.get_args(SelectionMetric)
@@ -58,7 +68,7 @@ class DataConfig(ConfigSection):
     # sms_spam_sample ships with the project; sms_spam (the full UCI collection) is downloaded, checked, cached
     name: Optional[Text] = Field("sms_spam_sample", description="a named dataset: sms_spam_sample or sms_spam")
     path: Optional[Text] = Field(None, description="a local file; wins over name, which then only labels the run")
-    format: Literal["auto", "uci", "csv", "tsv", "jsonl"] = Field("auto", description="file format")
+    format: DataFormat = Field("auto", description="file format")
     text_column: Text = Field("text", description="column (csv, tsv) or field (jsonl) holding the text")
     label_column: Text = Field("label", description="column or field holding the label")
     labels: Optional[list[Text]] = Field(None, description="raw label values in class-index order; "
@@ -82,12 +92,12 @@ class QuantumConfig(ConfigSection):
     backend: Text = Field(AER_SIMULATOR, description="aer_simulator | fake_<device> (local testing mode) | ibm_<device>")
     n_qubits: Int = Field(4, ge=1, description="qubits of the circuit")
     depth: Int = Field(6, ge=0, description="variational layers of the dressed circuit")
-    encoding: Literal["hadamard-ry", "ry", "rx"] = Field(
+    encoding: EncodingName = Field(
         "hadamard-ry", description="how the inputs enter: H then RY(x) (Mari et al.) | RY(x) | RX(x)")
-    entangler: Literal["cnot-ladder", "cnot-ring", "cz-ladder"] = Field(
+    entangler: EntanglerName = Field(
         "cnot-ladder", description="each layer's entangling block: CNOTs on even then odd neighbours | "
                                    "the same plus (last, first) | CZs on the ladder")
-    observables: Union[Literal["z", "zz", "z+zz"], list[Text]] = Field(
+    observables: Union[ObservableSet, list[Text]] = Field(
         "z", description="what is read out: Z on every qubit | ZZ on neighbouring pairs | both | a list of "
                          "Pauli strings, last letter qubit 0 (e.g. [ZIII, XXII]); one head input each",
         json_schema_extra={"allowed": "z, zz, z+zz, or a list of Pauli strings (I, X, Y, Z; one letter per qubit)"})
@@ -104,7 +114,7 @@ class QuantumConfig(ConfigSection):
     # simulated on the circuit's own qubits: far faster than the fake_<device> backend
     noise_model: Optional[Text] = Field(None, description="aer_simulator only: a fake device's noise "
                                                           "(fake_fez, ...), simulated on the circuit's qubits")
-    gradient: Literal["parameter-shift", "parameter-shift-weights", "spsa"] = Field(
+    gradient: GradientName = Field(
         "parameter-shift", description="parameter-shift (exact, 1 + 2 x parameters rows per sample) | "
                                        "parameter-shift-weights (exact for the circuit weights, pre-net frozen) | "
                                        "spsa (estimated, 1 + 2 x spsa_samples rows per sample)")
@@ -250,7 +260,7 @@ class HardwareConfig(ConfigSection):
                                                   "(0: no such phase)")
     steps: Optional[Int] = Field(None, ge=0, description="phase 3, on the device: training steps; empty: as many as "
                                                          "runtime.max_qpu_seconds allows after the evaluation")
-    gradient: Literal["parameter-shift", "parameter-shift-weights", "spsa"] = Field(
+    gradient: GradientName = Field(
         "spsa", description="the gradient of phases 2 and 3 (see quantum.gradient)")
     shots: Int = Field(1024, ge=1, description="shots per parameter set in training steps of phases 2 and 3")
     eval_shots: Int = Field(256, ge=1, description="shots per parameter set for validation and test in phases 2 and 3")

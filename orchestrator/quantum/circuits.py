@@ -1,5 +1,5 @@
 """The dressed variational circuit: its qiskit template, its observables, a transpile cache.
-(tests/reference_sim.py holds an exact differentiable torch simulation of the same circuit,
+(tests/support/reference_sim.py holds an exact differentiable torch simulation of the same circuit,
 the reference that Aer, the shift rule and the head's gradients are tested against.)
 
 Default template (Mari et al., Quantum 4, 340, 2020), for n qubits and `depth` layers:
@@ -11,7 +11,7 @@ Default template (Mari et al., Quantum 4, 340, 2020), for n qubits and `depth` l
     read out <Z_i> on every qubit                      (observables)
 
 `encoding` (hadamard-ry | ry | rx) and `entangler` (cnot-ladder | cnot-ring | cz-ladder) swap the
-first two parts; `observables` the read-out: "z" (Z_i on every qubit, the default), "zz" (Z_i Z_i+1
+first two parts (their blocks: ansatz.py); `observables` the read-out: "z" (Z_i on every qubit, the default), "zz" (Z_i Z_i+1
 on neighbouring pairs), "z+zz" (both), or a list of Pauli strings in qiskit's order (the last
 letter is qubit 0), e.g. ["ZIII", "XXII"]. The head's last layer has one input per observable.
 
@@ -35,9 +35,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import Target
 
 from orchestrator.core.paulis import observable_labels
-
-ENCODINGS = ("hadamard-ry", "ry", "rx")
-ENTANGLERS = ("cnot-ladder", "cnot-ring", "cz-ladder")
+from orchestrator.quantum.ansatz import ENCODINGS, ENTANGLERS
 
 
 @dataclass(frozen=True)
@@ -90,11 +88,7 @@ class QuantumSpec:
 
 def entangling_pairs(spec: QuantumSpec) -> list[tuple[int, int]]:
     """(control, target) pairs of one entangling block, in the order they are applied."""
-    n = spec.n_qubits
-    pairs = [(q, q + 1) for q in range(0, n - 1, 2)] + [(q, q + 1) for q in range(1, n - 1, 2)]
-    if spec.entangler == "cnot-ring" and n > 2:
-        pairs.append((n - 1, 0))
-    return pairs
+    return ENTANGLERS[spec.entangler].pairs(spec.n_qubits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,20 +126,11 @@ def build_dressed_circuit(spec: QuantumSpec = QuantumSpec()) -> CircuitTemplate:
     inputs = ParameterVector("x", n)
     weights = ParameterVector("theta", spec.n_weights)
     circuit = QuantumCircuit(n, name=f"dressed_q{n}_d{spec.depth}")
+    encoding, entangler = ENCODINGS[spec.encoding], ENTANGLERS[spec.entangler]
     for q in range(n):
-        if spec.encoding == "hadamard-ry":
-            circuit.h(q)
-        if spec.encoding == "rx":
-            circuit.rx(inputs[q], q)
-        else:
-            circuit.ry(inputs[q], q)
-    pairs = entangling_pairs(spec)
+        encoding.apply(circuit, q, inputs[q])
     for layer in range(spec.depth):
-        for control, target in pairs:
-            if spec.entangler == "cz-ladder":
-                circuit.cz(control, target)
-            else:
-                circuit.cx(control, target)
+        entangler.apply(circuit, n)
         for q in range(n):
             circuit.ry(weights[layer * n + q], q)
     return CircuitTemplate(spec=spec, circuit=circuit, input_parameters=tuple(inputs),

@@ -14,10 +14,10 @@ from typing import Optional
 
 from orchestrator.config import Config
 from orchestrator.core.paulis import measurement_bases
-from orchestrator.data import Split
+from orchestrator.data.splits import Split
 from orchestrator.quantum.backends import backend_family
 from orchestrator.quantum.circuits import QuantumSpec
-from orchestrator.quantum.gradients import GradientMethod, gradient_method
+from orchestrator.quantum.gradients import GradientMethod, ParameterShift, gradient_method
 from orchestrator.quantum.scheduler import plan_jobs
 
 
@@ -61,7 +61,7 @@ def request_workload(rows: int, max_per_job: Optional[int]) -> Workload:
 
 def estimate_run(train_rows: int, val_rows: int, test_rows: int, spec: QuantumSpec, batch_size: int,
                  epochs: int, max_per_job: Optional[int] = None,
-                 gradient: GradientMethod = GradientMethod()) -> RunEstimate:
+                 gradient: GradientMethod = ParameterShift()) -> RunEstimate:
     """Jobs and parameter sets of a whole run (no early stop: the most it can cost)."""
     rows_per_sample = gradient.rows_per_sample(spec.n_inputs, spec.n_weights)
     steps = math.ceil(train_rows / batch_size)

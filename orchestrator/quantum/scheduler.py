@@ -27,7 +27,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from orchestrator.core.errors import BackendFailure, first_line
 from orchestrator.quantum import shift_rule
-from orchestrator.quantum.gradients import GradientMethod
+from orchestrator.quantum.gradients import GradientMethod, ParameterShift
 from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
                                    TranspiledTemplate)
 
@@ -208,7 +208,7 @@ class ParameterShiftScheduler:
                  max_parameter_sets_per_job: Optional[int] = None,
                  transpile_cache: Optional[TranspileCache] = None,
                  job_hook: Optional[JobHook] = None,
-                 gradient: GradientMethod = GradientMethod(),
+                 gradient: GradientMethod = ParameterShift(),
                  eval_shots: Optional[int] = None) -> None:
         self.template = template
         self.gradient = gradient

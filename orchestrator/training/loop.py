@@ -37,7 +37,8 @@ from orchestrator.config import Config, TrainConfig
 from orchestrator.core import invocation
 from orchestrator.core.log import progress as progress_display
 from orchestrator.core.files import write_jsonl_atomically
-from orchestrator.data import Dataset, Split
+from orchestrator.data.datasets import Dataset
+from orchestrator.data.splits import Split
 from orchestrator.quantum.backends import make_scheduler
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 from orchestrator.training import report

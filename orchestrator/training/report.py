@@ -14,7 +14,8 @@ import numpy as np
 from orchestrator.config import Config
 from orchestrator.core import invocation
 from orchestrator.core.files import write_bytes_atomically
-from orchestrator.data import Dataset, Split
+from orchestrator.data.datasets import Dataset
+from orchestrator.data.splits import Split
 from orchestrator.quantum.scheduler import ParameterShiftScheduler
 from orchestrator.run_dir import RunDir
 from orchestrator.training.metrics import Scores

@@ -169,7 +169,7 @@ def test_layer_states_resume_from_the_shards_of_an_interrupted_embedding(ray_ses
     from embeddings.store import EmbeddingStore, ShardPlan, write_shard
     from embeddings.models import resolve_model
     from orchestrator.config import load_config
-    from orchestrator.data import load_dataset
+    from orchestrator.data.datasets import load_dataset
     from workers.embedding import ray_pool_starter
 
     config = load_config(None, [f"embedding.model={tiny_bert}", "embedding.train_layers=1", "data.limit=120",

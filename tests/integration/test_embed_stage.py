@@ -14,7 +14,7 @@ import pytest
 from embeddings.encode import Encoder, EncodeSettings
 from embeddings.models import resolve_model
 from orchestrator.config import DataConfig, EmbeddingConfig
-from orchestrator.data import load_dataset
+from orchestrator.data.datasets import load_dataset
 from embeddings.stage import embed_dataset, with_model_pooling
 from workers.embedding import EmbeddingPool, ray_pool_starter
 

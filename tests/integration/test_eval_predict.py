@@ -9,7 +9,7 @@ import torch
 
 from orchestrator.cli import main
 from orchestrator.config import DataConfig
-from orchestrator.data import resolve_source
+from orchestrator.data.datasets import resolve_source
 from tests.support.cli import one_error_line
 from tests.support.runs import SMALL
 
@@ -65,7 +65,7 @@ def test_eval_accepts_a_file_of_one_class_and_refuses_an_unknown_label(finished_
 
 def test_predict_agrees_with_the_cached_vectors(finished_run, capsys):
     """In-process encoding for predict gives the probabilities the cached (Ray-encoded) vectors give."""
-    from orchestrator.data import load_dataset
+    from orchestrator.data.datasets import load_dataset
     from embeddings.stage import embed_dataset
     from orchestrator.inference import load_run
 

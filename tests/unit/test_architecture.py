@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "workers", "embeddings")
 LAYERS = [
     ("orchestrator.core",),                                   # errors, atomic files, log lines: imports nothing
+    # the pure parts whose names are the config's choices: gradient methods and the shift rule,
+    # the circuit's blocks, the data file readers (numpy and the standard library only)
+    ("orchestrator.quantum.shift_rule", "orchestrator.quantum.gradients", "orchestrator.quantum.ansatz",
+     "orchestrator.data.readers"),
     ("embeddings",),                                          # encoders, the vector cache, the embedding stage
     ("workers",),                                             # Ray: the cluster, the actors and their pools
     ("orchestrator.config", "orchestrator.data", "orchestrator.run_dir"),   # the typed config; datasets and splits; RunDir

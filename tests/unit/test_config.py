@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import (DEFAULT_MODEL, SELECTION_METRICS, Config, EmbeddingConfig, QuantumConfig,
+from orchestrator.config import (DEFAULT_MODEL, SELECTION_METRICS, Config, EmbeddingConfig,
                                  config_json_schema, config_reference_table, config_yaml, default_cache_dir, derive,
                                  load_config, to_dict)
 from orchestrator.core.errors import UserError
@@ -334,3 +334,24 @@ def test_embeddings_config_imports_nothing_from_orchestrator():
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert imported and not [name for name in imported if name.split(".")[0] == "orchestrator"]
+
+
+def test_the_choices_the_config_offers_are_the_names_of_what_exists():
+    """Written once: the gradient methods, the circuit's blocks, the observable sets and the data
+    readers are the config's choices (a new one needs no second list here)."""
+    import typing
+
+    from orchestrator.config import DataConfig, HardwareConfig, QuantumConfig
+    from orchestrator.core.paulis import OBSERVABLE_SETS
+    from orchestrator.data.readers import READERS
+    from orchestrator.quantum.ansatz import ENCODINGS, ENTANGLERS
+    from orchestrator.quantum.gradients import GRADIENT_METHODS
+
+    def offered(section, key):
+        return typing.get_args(section.model_fields[key].annotation)
+
+    assert offered(QuantumConfig, "encoding") == tuple(ENCODINGS) == ("hadamard-ry", "ry", "rx")
+    assert offered(QuantumConfig, "entangler") == tuple(ENTANGLERS) == ("cnot-ladder", "cnot-ring", "cz-ladder")
+    assert offered(QuantumConfig, "gradient") == offered(HardwareConfig, "gradient") == tuple(GRADIENT_METHODS)
+    assert typing.get_args(offered(QuantumConfig, "observables")[0]) == OBSERVABLE_SETS
+    assert offered(DataConfig, "format") == ("auto", *READERS) == ("auto", "uci", "csv", "tsv", "jsonl")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from orchestrator.config import DataConfig, SplitConfig, load_config
-from orchestrator.data import (Dataset, Split, fetch_named_dataset, load_dataset, split_dataset)
+from orchestrator.data.datasets import Dataset, fetch_named_dataset, load_dataset
+from orchestrator.data.splits import Split, split_dataset
 from orchestrator.core.errors import UserError
 
 SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import load_config
-from orchestrator.data import load_dataset
+from orchestrator.data.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data"
