@@ -84,7 +84,7 @@ def step_seconds(config, prepared: Prepared, steps: int, warmup: int, cuda: bool
                 torch.cuda.synchronize()
             if step >= warmup:
                 seconds.append(time.perf_counter() - started)
-        training.scheduler.backend.close()
+        training.runner.backend.close()
     return seconds
 
 

@@ -34,7 +34,7 @@ from orchestrator.quantum.backends.estimator import estimator_pub  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
 from orchestrator.quantum.backends import make_backend  # noqa: E402
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit  # noqa: E402
-from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
+from orchestrator.quantum.runner import CircuitRunner  # noqa: E402
 from orchestrator.quantum.shift_rule import shifted_parameter_table  # noqa: E402
 
 SHOTS = 1024
@@ -66,13 +66,13 @@ def time_anchor(device_name: str, spec: QuantumSpec, table: np.ndarray, jobs: in
 def time_project(device_name: str, spec: QuantumSpec, table: np.ndarray, jobs: int) -> list[float]:
     backend = make_backend(load_config(overrides=[f"quantum.backend={device_name}", "runtime.execution_mode=batch",
                                                   f"quantum.shots={SHOTS}", "quantum.seed=1"]))
-    scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), backend, transpile_cache=TranspileCache())
-    scheduler.transpiled()
+    runner = CircuitRunner(build_dressed_circuit(spec), backend, transpile_cache=TranspileCache())
+    runner.transpiled()
     seconds = []
     try:
         for _ in range(jobs):
             started = time.perf_counter()
-            scheduler.evaluate(table)
+            runner.evaluate(table)
             seconds.append(time.perf_counter() - started)
     finally:
         backend.close()

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from orchestrator.quantum.backends.aer import aer_on_workers  # noqa: E402
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions  # noqa: E402
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit  # noqa: E402
-from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
+from orchestrator.quantum.runner import CircuitRunner  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)
 from orchestrator.quantum.shift_rule import rows_per_sample, shifted_parameter_table  # noqa: E402
 from sms_spam import sms_spam_file  # noqa: E402  (bench/sms_spam.py)
@@ -62,7 +62,7 @@ def timed(call) -> float:
 
 def circuit_table(rows: int):
     """A --rows-row table for the transpiled W1 template, and the compiled circuit to run it on."""
-    compiled = ParameterShiftScheduler(build_dressed_circuit(SPEC), AerBackend(),
+    compiled = CircuitRunner(build_dressed_circuit(SPEC), AerBackend(),
                                        transpile_cache=TranspileCache()).transpiled()
     rng = np.random.default_rng(SEED)
     samples = -(-rows // rows_per_sample(SPEC.n_qubits + SPEC.n_weights))

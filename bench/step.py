@@ -4,7 +4,7 @@ W1 (bench/anchors/workload.py): 4 qubits, depth 6, 384 features, batch 16, exact
 expectation values, parameter-shift for weights and inputs = 912 parameter sets per step.
 
 Measured in one run, on one machine:
-  step_s          median wall time of a project training step (forward with one scheduler
+  step_s          median wall time of a project training step (forward with one runner
                   request, cross-entropy, backward, Adam step) on exact Aer
   aer_floor_s     the bare Aer EstimatorV2 call on 912 parameter sets, timed exactly as
                   anchors/aer_floor.py does, interleaved with the project's steps so that both
@@ -50,7 +50,7 @@ from orchestrator.quantum.circuits import (QuantumSpec, TranspileCache, build_dr
                                            transpile_template)
 from tests.support.reference_sim import simulate_table  # noqa: E402  (the exact torch simulation, for scale)
 from orchestrator.quantum.model import HybridHead  # noqa: E402
-from orchestrator.quantum.scheduler import ParameterShiftScheduler  # noqa: E402
+from orchestrator.quantum.runner import CircuitRunner  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)
 from orchestrator.quantum.shift_rule import rows_per_sample  # noqa: E402
 
@@ -79,9 +79,9 @@ class ProjectStep:
 
     def __init__(self, spec: QuantumSpec, batch: int, steps: int, features: int = FEATURES):
         torch.manual_seed(SEED)
-        self.scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), AerBackend(AerOptions()),
+        self.runner = CircuitRunner(build_dressed_circuit(spec), AerBackend(AerOptions()),
                                                  transpile_cache=TranspileCache())
-        self.model = HybridHead(features, 2, self.scheduler)
+        self.model = HybridHead(features, 2, self.runner)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x, self.y = workload_data(batch, steps, features)
         self.batch, self.step_index = batch, 0
@@ -192,7 +192,7 @@ def scaling_rows(cases: list[tuple[int, int]], steps: int) -> list[dict]:
         rows.append({"qubits": qubits, "batch": batch, "parameter_sets": parameter_sets,
                      "step_s": medians["step"], "aer_floor_s": medians["floor"],
                      "step_over_aer_floor": medians["step"] / medians["floor"],
-                     "jobs_per_step": project.scheduler.counters.step.jobs})
+                     "jobs_per_step": project.runner.counters.step.jobs})
     return rows
 
 
@@ -222,12 +222,12 @@ def main(argv=None) -> dict:
     floor = AerFloorCall(QUBITS, DEPTH, circuits_per_step)
     medians = interleaved({"step": project, "floor": floor}, args.steps)
     step_s, floor_s = medians["step"], medians["floor"]
-    counters = project.scheduler.counters
+    counters = project.runner.counters
     result = {"bench": "hybrid-step", "workload": "W1", "qubits": QUBITS, "depth": DEPTH, "batch": BATCH,
               "features": FEATURES, "circuits_per_step": circuits_per_step, "torch_threads": args.torch_threads,
               "step_s": step_s, "aer_floor_s": floor_s, "step_over_aer_floor": step_s / floor_s,
               "jobs_per_step": counters.step.jobs, "circuits_counted_per_step": counters.step.circuits,
-              "transpilations": project.scheduler.transpile_cache.transpilations}
+              "transpilations": project.runner.transpile_cache.transpilations}
     log(f"project step {step_s * 1e3:.1f} ms, bare Aer call {floor_s * 1e3:.1f} ms "
         f"-> {step_s / floor_s:.2f}x the floor, {counters.step.jobs} job(s) per step")
 

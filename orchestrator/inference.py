@@ -19,7 +19,7 @@ import torch
 
 from orchestrator.config import Config, derive
 from orchestrator.core.errors import UserError
-from orchestrator.quantum.backends import make_scheduler
+from orchestrator.quantum.backends import make_runner
 from orchestrator.run_dir import RunDir
 from orchestrator.training.features import Standardiser
 from orchestrator.training.metrics import Scores, score
@@ -78,7 +78,7 @@ def load_run(run_dir: str | Path, backend: str | None = None, ray_address: str |
         config = derive(config, {"ray.address": ray_address})
     best = load_best_model(run_dir)
     encoder = run_encoder(config)
-    model = build_model(make_scheduler(config), best.standardiser, len(best.label_names), encoder)
+    model = build_model(make_runner(config), best.standardiser, len(best.label_names), encoder)
     model.load_state_dict(best.weights)
     return TrainedRun(run_dir=run_dir, config=config, model=model, encoder=encoder, standardiser=best.standardiser,
                       label_names=best.label_names, positive_label=best.positive_label)

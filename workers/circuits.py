@@ -5,7 +5,7 @@ the driver gives it, e.g. `functools.partial(AerBackend, options)`), and `evalua
 contiguous slice of a table. `FannedOutBackend` is the driver's side: it wraps the local backend,
 sends tables of at least `min_rows` rows to the workers in slices and concatenates the slices in
 order, so the result is the unsplit evaluation's (bit-identical in exact mode). Smaller tables
-stay on the local backend. To the scheduler it is one backend and one job, like any other.
+stay on the local backend. To the runner it is one backend and one job, like any other.
 
 This module knows nothing of Aer: whatever backend the factory builds must offer
 `run(circuit, observables, table, shots, seed) -> (rows, n_observables)` and, on the local

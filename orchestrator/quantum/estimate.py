@@ -1,6 +1,6 @@
 """What a training run will submit, before it submits anything: `orchestrate estimate`.
 
-Pure arithmetic on the split sizes and the config, mirroring the training loop and the scheduler:
+Pure arithmetic on the split sizes and the config, mirroring the training loop and the runner:
 every training step is one request of batch x rows-per-sample parameter sets (the gradient
 method's table: 1 + 2 x (inputs + weights) for parameter shift), every validation pass one
 request of the validation rows, the test pass one request of the test rows; a request is split
@@ -18,7 +18,7 @@ from orchestrator.data.splits import Split
 from orchestrator.quantum.backends import backend_family
 from orchestrator.quantum.circuits import QuantumSpec
 from orchestrator.quantum.gradients import GradientMethod, ParameterShift, gradient_method
-from orchestrator.quantum.scheduler import plan_jobs
+from orchestrator.quantum.runner import plan_jobs
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@
                            "quantum_seconds": 3.1, "estimated_seconds": 2.9}
     {"event": "failed",    "request": 12, "index": 0, "job_id": "d1k...", "error": "..."}
 
-A job also carries its digest as a tag on the service (scheduler.job_tag): a client killed after
+A job also carries its digest as a tag on the service (runner.job_tag): a client killed after
 the service took a job but before its id reached the journal finds the job by that tag on resume.
 
-Every line is appended and fsynced before the scheduler goes on, and a result's values are
+Every line is appended and fsynced before the runner goes on, and a result's values are
 written (atomically) before its line. A resumed run replays its requests from the last
-checkpoint with the same request numbers and the same parameter rows, so the scheduler asks the
+checkpoint with the same request numbers and the same parameter rows, so the runner asks the
 journal first: a finished job's values come from `jobs/`, an in-flight job is re-attached by its
 id, and only a job that was never submitted is submitted. A torn last line (a kill mid-write)
 is ignored. Result files of requests older than the last checkpoint are deleted: no resume can
@@ -33,7 +33,7 @@ import numpy as np
 
 from orchestrator.core.errors import first_line
 from orchestrator.core.files import write_bytes_atomically
-from orchestrator.quantum.scheduler import JobHook, JobIntent, RecordedJob
+from orchestrator.quantum.runner import JobHook, JobIntent, RecordedJob
 from orchestrator.run_dir import RunDir
 
 
@@ -57,7 +57,7 @@ class JobJournal(JobHook):
             elif key in self.jobs and event["event"] == "result":
                 self.jobs[key].update(file=event["file"], quantum_seconds=event.get("quantum_seconds"))
 
-    # --- what the scheduler calls ---------------------------------------------------------------
+    # --- what the runner calls ---------------------------------------------------------------
 
     def recorded(self, intent: JobIntent) -> Optional[RecordedJob]:
         job = self.jobs.get((intent.request, intent.index))

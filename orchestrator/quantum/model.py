@@ -1,6 +1,6 @@
 """The hybrid head: Linear(F -> Q), tanh * pi/2, the quantum layer, Linear(Q -> C).
 
-`QuantumLayer` is a torch.autograd.Function. Its forward sends ONE request to the scheduler:
+`QuantumLayer` is a torch.autograd.Function. Its forward sends ONE request to the runner:
 in training (grad enabled and something to differentiate) it asks for values and the full
 parameter-shift Jacobian, and keeps the Jacobian; otherwise it asks for values only, which
 submits the unshifted rows alone. Its backward is a local vector-Jacobian product with that
@@ -23,7 +23,7 @@ from torch import nn
 
 from orchestrator.quantum import shift_rule
 from orchestrator.quantum.circuits import QuantumSpec
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 
 
 class QuantumLayer(torch.autograd.Function):
@@ -31,15 +31,15 @@ class QuantumLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, angles: torch.Tensor, weights: torch.Tensor,
-                scheduler: ParameterShiftScheduler, need_jacobian: bool) -> torch.Tensor:
+                runner: CircuitRunner, need_jacobian: bool) -> torch.Tensor:
         inputs = angles.detach().cpu().numpy().astype(np.float64, copy=False)
         theta = weights.detach().cpu().numpy().astype(np.float64, copy=False)
         if need_jacobian:
-            result = scheduler.values_and_jacobian(inputs, theta)
+            result = runner.values_and_jacobian(inputs, theta)
             values = result.values
             ctx.jacobian = result.jacobian
         else:
-            values = scheduler.values(inputs, theta)
+            values = runner.values(inputs, theta)
             ctx.jacobian = None
         ctx.n_inputs = angles.shape[1]
         ctx.device, ctx.angle_dtype, ctx.weight_dtype = angles.device, angles.dtype, weights.dtype
@@ -58,34 +58,34 @@ class QuantumLayer(torch.autograd.Function):
 
 
 def quantum_layer(angles: torch.Tensor, weights: torch.Tensor,
-                  scheduler: ParameterShiftScheduler) -> torch.Tensor:
+                  runner: CircuitRunner) -> torch.Tensor:
     """Apply QuantumLayer, asking for the Jacobian only when autograd will need it."""
     need_jacobian = torch.is_grad_enabled() and (angles.requires_grad or weights.requires_grad)
-    return QuantumLayer.apply(angles, weights, scheduler, need_jacobian)
+    return QuantumLayer.apply(angles, weights, runner, need_jacobian)
 
 
 class HybridHead(nn.Module):
     """Linear(F -> Q) -> tanh * pi/2 -> QuantumLayer -> Linear(Q -> C)."""
 
-    def __init__(self, n_features: int, n_classes: int, scheduler: ParameterShiftScheduler,
+    def __init__(self, n_features: int, n_classes: int, runner: CircuitRunner,
                  weight_init_std: float = 0.01) -> None:
         super().__init__()
-        spec = scheduler.template.spec
-        self.scheduler = scheduler
+        spec = runner.template.spec
+        self.runner = runner
         self.pre = nn.Linear(n_features, spec.n_qubits)
         self.quantum_weights = nn.Parameter(weight_init_std * torch.randn(spec.n_weights, dtype=torch.float64))
         self.post = nn.Linear(spec.n_observables, n_classes)
 
     @property
     def spec(self) -> QuantumSpec:
-        return self.scheduler.template.spec
+        return self.runner.template.spec
 
     def angles(self, features: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.pre(features)) * (math.pi / 2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         angles = self.angles(features)
-        expectations = quantum_layer(angles.double(), self.quantum_weights, self.scheduler)
+        expectations = quantum_layer(angles.double(), self.quantum_weights, self.runner)
         return self.post(expectations.to(features.dtype))
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:

@@ -118,7 +118,7 @@ class EncoderHead(nn.Module):
         self.register_buffer("std", torch.tensor(standardiser.std, dtype=torch.float32), persistent=False)
 
     def pooled(self, batch: EncoderBatch) -> torch.Tensor:
-        """Float32 pooled vectors on the CPU (where the head and the scheduler are)."""
+        """Float32 pooled vectors on the CPU (where the head and the runner are)."""
         inputs, mask = batch.inputs.to(self.device), batch.mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             pooled = self.encoder(inputs, mask, batch.tokens)

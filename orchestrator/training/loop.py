@@ -3,21 +3,21 @@
 `train` reads top to bottom like a plain training script:
 
     standardise the features with the train split's mean and std      (setup)
-    seed, build the scheduler on the configured backend, the model, optimizer, lr schedule, loss
+    seed, build the runner on the configured backend, the model, optimizer, lr schedule, loss
     start fresh (checkpoint at step 0) or restore the last checkpoint
     for each epoch: stop early on no progress; train its mini-batches  (train_epoch)
                     evaluate on validation, keep the best weights, log, checkpoint  (end_epoch)
     evaluate the best weights on test; fit the classical baselines on the same vectors
     write summary.json and the plots                                   (report.py)
 
-Every mini-batch is one request to the scheduler (values + Jacobian in one job); a training step
+Every mini-batch is one request to the runner (values + Jacobian in one job); a training step
 is `train.grad_accumulation` of them; every evaluation (validation each epoch, test at the end)
 is one values-only request.
 
 The model comes from training/model.py: `run_encoder(config)` says what stands in front of the
 head (a frozen encoder's cached vectors, or a co-trained encoder), `build_model` puts it together;
 the loop only calls `model.logits(split.batch(rows))` and `model.split_logits(split)`. A phase of a
-device run (simulator, noisy simulator, hardware) is the same epoch loop on another scheduler.
+device run (simulator, noisy simulator, hardware) is the same epoch loop on another runner.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ from orchestrator.core.log import progress as progress_display
 from orchestrator.core.files import write_jsonl_atomically
 from orchestrator.data.datasets import Dataset
 from orchestrator.data.splits import Split
-from orchestrator.quantum.backends import make_scheduler
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.backends import make_runner
+from orchestrator.quantum.runner import CircuitRunner
 from orchestrator.training import report
 from orchestrator.training.baselines import fit_baselines
 from orchestrator.training.encoder import steps_per_epoch
@@ -72,7 +72,7 @@ class Training:
     run_dir: RunDir
     model: nn.Module                     # HybridHead, or EncoderHead (a co-trained encoder in front of it)
     encoder: RunEncoder                  # what stands in front of the head (training/model.py)
-    scheduler: ParameterShiftScheduler
+    runner: CircuitRunner
     optimizer: torch.optim.Optimizer
     lr_schedule: torch.optim.lr_scheduler.LambdaLR
     loss_fn: nn.Module
@@ -123,7 +123,7 @@ def train(config: Config, prepared: Prepared, run_dir: Path | RunDir, progress: 
         encoder = run_encoder(config)
         stack.enter_context(encoder.threads())
         training = setup(config, prepared, run_dir, encoder, initial_model)
-        stack.callback(training.scheduler.backend.close)   # ends a Session/Batch, stops workers: always
+        stack.callback(training.runner.backend.close)   # ends a Session/Batch, stops workers: always
         state = restore(training, config) if resume else start(training, config, prepared.embed_info, initial_model)
         training.trackers = stack.enter_context(contextlib.closing(
             open_trackers(config, run_dir, resume_step=state.step if resume else None, report_epoch=report_epoch)))
@@ -152,9 +152,9 @@ def finish(training: Training, config: Config, prepared: Prepared, state: TrainS
     test = evaluate(training, training.test).scores
     baselines = fit_baselines(*training.baseline_features, training.n_classes, training.positive,
                               training.class_weights, config.quantum.n_qubits, config.train)
-    quantum = report.quantum_usage(training.scheduler)   # before the backend closes (and stops its workers)
+    quantum = report.quantum_usage(training.runner)   # before the backend closes (and stops its workers)
     summary = report.summary(config, prepared.dataset, prepared.split, state, test, baselines, quantum,
-                             train_seconds, training.scheduler.counters.requests,
+                             train_seconds, training.runner.counters.requests,
                              training.encoder.trainable_parameters(training.model))
     report.write_report(training.run_dir, summary, state.history, test, training.label_names)
     training.trackers.finish(training.run_dir, summary)
@@ -163,15 +163,15 @@ def finish(training: Training, config: Config, prepared: Prepared, state: TrainS
 
 def setup(config: Config, prepared: Prepared, run_dir: RunDir, encoder: RunEncoder,
           initial_model: dict | None = None) -> Training:
-    """Inputs, scheduler, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
+    """Inputs, runner, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
     t, dataset = config.train, prepared.dataset
     fitted = encoder.fit(prepared.content, dataset.labels, prepared.split)
     standardiser, splits = fitted.standardiser, fitted.splits
     weights = class_weights(splits[0].y.numpy(), len(dataset.label_names), t.class_weights)
 
     seed_everything(t.seed)
-    scheduler = make_scheduler(config, run_dir)
-    model = build_model(scheduler, standardiser, len(dataset.label_names), encoder)
+    runner = make_runner(config, run_dir)
+    model = build_model(runner, standardiser, len(dataset.label_names), encoder)
     if initial_model is not None:
         model.load_state_dict(initial_model)
     optimizer = make_optimizer(model, encoder, t)
@@ -181,7 +181,7 @@ def setup(config: Config, prepared: Prepared, run_dir: RunDir, encoder: RunEncod
     warmup_steps = math.ceil(t.warmup_ratio * total_steps)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, t.schedule, warmup_steps))
-    return Training(config=t, run_dir=run_dir, model=model, encoder=encoder, scheduler=scheduler, optimizer=optimizer,
+    return Training(config=t, run_dir=run_dir, model=model, encoder=encoder, runner=runner, optimizer=optimizer,
                     lr_schedule=lr_schedule, loss_fn=nn.CrossEntropyLoss(weight=weights), class_weights=weights,
                     standardiser=standardiser, train=splits[0], val=splits[1], test=splits[2],
                     baseline_features=fitted.baseline_features, label_names=list(dataset.label_names),
@@ -214,7 +214,7 @@ def restore(training: Training, config: Config) -> TrainState:
     """The run where its last checkpoint left it; config.yaml records a resume's new runtime settings."""
     training.run_dir.write_config(config)
     state = TrainState.from_checkpoint(load_checkpoint(training.run_dir), training.model,
-                                       training.optimizer, training.lr_schedule, training.scheduler.counters)
+                                       training.optimizer, training.lr_schedule, training.runner.counters)
     log.info(f"resuming at epoch {state.epoch + 1}, step {state.step}")
     return state
 
@@ -222,7 +222,7 @@ def restore(training: Training, config: Config) -> TrainState:
 def train_epoch(training: Training, state: TrainState, train_started: float, progress: bool) -> None:
     """The optimizer steps of `state.epoch` from `state.next_batch` on, in `state.data_order`; each
     step is `grad_accumulation` mini-batches, one job each."""
-    t, counters = training.config, training.scheduler.counters
+    t, counters = training.config, training.runner.counters
     bar = progress_display(range(state.next_batch, training.steps_per_epoch), total=training.steps_per_epoch,
                            initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{t.epochs}", unit="step",
                            enabled=progress)
@@ -268,7 +268,7 @@ def forward(training: Training, split: SplitInputs, rows: np.ndarray) -> tuple[t
 def end_epoch(training: Training, state: TrainState, train_started: float, epoch_started: float,
               progress: bool) -> None:
     """Validate, keep the best weights (best.pt), append to metrics.jsonl, checkpoint."""
-    t, counters, epoch = training.config, training.scheduler.counters, state.epoch + 1
+    t, counters, epoch = training.config, training.runner.counters, state.epoch + 1
     train_scores = state.tally.scores(training.n_classes, training.positive)
     validation = evaluate(training, training.val)
     value = validation.scores.metric(t.select_metric)
@@ -298,12 +298,12 @@ def end_epoch(training: Training, state: TrainState, train_started: float, epoch
 
 def checkpoint(training: Training, state: TrainState, train_seconds: float) -> None:
     training.trackers.flush()   # what the trackers hold up to this step is on disk before the checkpoint
-    covered_by_both, counters = state.checkpoint_requests, training.scheduler.counters
+    covered_by_both, counters = state.checkpoint_requests, training.runner.counters
     save_checkpoint(training.run_dir, state.to_checkpoint(
         training.model, training.optimizer, training.lr_schedule, counters, train_seconds))
     state.checkpoint_requests = counters.requests
     # no resume replays what the previous checkpoint (its fallback) covers: the journal may drop those results
-    training.scheduler.job_hook.prune(up_to_request=covered_by_both)
+    training.runner.job_hook.prune(up_to_request=covered_by_both)
 
 
 def save_best(training: Training, epoch: int, value: float) -> None:

@@ -16,23 +16,23 @@ from orchestrator.core import invocation
 from orchestrator.core.files import write_bytes_atomically
 from orchestrator.data.datasets import Dataset
 from orchestrator.data.splits import Split
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 from orchestrator.run_dir import RunDir
 from orchestrator.training.metrics import Scores
 from orchestrator.training.state import TrainState
 
 
-def quantum_usage(scheduler: ParameterShiftScheduler) -> dict:
+def quantum_usage(runner: CircuitRunner) -> dict:
     """summary.json's "quantum" block: jobs, circuits, shots, QPU seconds, and on a remote
     backend what the journal saved and how the jobs ran."""
-    counters = scheduler.counters
+    counters = runner.counters
     usage = {"jobs": counters.total.jobs, "circuits": counters.total.circuits, "shots": counters.total.shots,
              "qpu_seconds": 0.0}   # a simulator uses no QPU time
-    journal = scheduler.job_hook.usage()           # {} without a job journal
+    journal = runner.job_hook.usage()           # {} without a job journal
     usage.update(journal)
-    usage.update(scheduler.backend.usage())
+    usage.update(runner.backend.usage())
     if journal:
-        usage.update(transpilations=scheduler.transpilations, jobs_from_journal=counters.from_journal,
+        usage.update(transpilations=runner.transpilations, jobs_from_journal=counters.from_journal,
                      jobs_reattached=counters.reattached, jobs_resubmitted=counters.resubmitted)
     return usage
 

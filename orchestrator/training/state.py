@@ -4,7 +4,7 @@
 `TrainState` is everything the loop changes besides the model, the optimizer and the lr
 schedule: where the run is (step, epoch, next batch, this epoch's row order), the best
 validation value so far, the history, the running tallies of the epoch in progress. With the
-RNG states and the scheduler's job counters, `to_checkpoint` / `from_checkpoint` make a resumed
+RNG states and the runner's job counters, `to_checkpoint` / `from_checkpoint` make a resumed
 run on an exact backend reproduce the uninterrupted run's numbers.
 
 Both files are written atomically (orchestrator.core.files): a kill leaves the old one or the new one.
@@ -28,7 +28,7 @@ import torch
 
 from orchestrator.core.errors import UserError, first_line
 from orchestrator.core.files import write_bytes_atomically
-from orchestrator.quantum.scheduler import SchedulerCounters
+from orchestrator.quantum.runner import RunnerCounters
 from orchestrator.run_dir import RunDir
 from orchestrator.training.metrics import Scores, score
 
@@ -93,12 +93,12 @@ class TrainState:
     step_seconds: list = field(default_factory=list)
     tally: EpochTally = field(default_factory=EpochTally)
     train_seconds_before: float = 0.0    # training time spent by earlier processes of this run
-    checkpoint_requests: int = 0         # the scheduler's requests when the last checkpoint was written
+    checkpoint_requests: int = 0         # the runner's requests when the last checkpoint was written
     embed_info: dict = field(default_factory=dict)     # how the run's vectors were first obtained
     started_at: str = ""                 # when and by what command the run first started (summary.json)
     command: str = ""
 
-    def to_checkpoint(self, model: torch.nn.Module, optimizer, lr_schedule, counters: SchedulerCounters,
+    def to_checkpoint(self, model: torch.nn.Module, optimizer, lr_schedule, counters: RunnerCounters,
                       train_seconds: float) -> dict:
         return {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -113,7 +113,7 @@ class TrainState:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, model: torch.nn.Module, optimizer, lr_schedule,
-                        counters: SchedulerCounters) -> "TrainState":
+                        counters: RunnerCounters) -> "TrainState":
         """Restore the model, optimizer, lr schedule, RNGs and job counters; return the state."""
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])

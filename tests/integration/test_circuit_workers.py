@@ -10,7 +10,7 @@ from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dre
 from tests.support.reference_sim import simulate_table
 from orchestrator.quantum.backends.aer import aer_on_workers
 from orchestrator.core.errors import UserError
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 from orchestrator.quantum.shift_rule import shifted_parameter_table
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
@@ -30,20 +30,20 @@ def w1_table(batch=16):
 
 def test_split_over_workers_is_bit_identical_to_the_unsplit_evaluation(split_backend):
     template = build_dressed_circuit(W1)
-    local = ParameterShiftScheduler(template, AerBackend(), transpile_cache=TranspileCache())
-    split = ParameterShiftScheduler(template, split_backend, transpile_cache=TranspileCache())
+    local = CircuitRunner(template, AerBackend(), transpile_cache=TranspileCache())
+    split = CircuitRunner(template, split_backend, transpile_cache=TranspileCache())
     table = w1_table()
     unsplit_values = local.evaluate(table)
     split_values = split.evaluate(table)
     assert split_backend.usage()["circuit_workers"] == 2                     # the table really went to the actors
     np.testing.assert_array_equal(split_values, unsplit_values)
     np.testing.assert_allclose(split_values, simulate_table(W1, table), atol=1e-12)
-    # still one job from the scheduler's point of view, and its id is recorded
+    # still one job from the runner's point of view, and its id is recorded
     assert (split.counters.step.jobs, split.counters.step.circuits) == (1, 912)
 
 
 def test_small_tables_stay_local(split_backend):
-    compiled = ParameterShiftScheduler(build_dressed_circuit(W1), split_backend,
+    compiled = CircuitRunner(build_dressed_circuit(W1), split_backend,
                                        transpile_cache=TranspileCache()).transpiled()
     table = w1_table(batch=2)[:, compiled.columns]
     job = split_backend.submit(compiled.circuit, compiled.observables, table, None)
@@ -54,7 +54,7 @@ def test_small_tables_stay_local(split_backend):
 def test_worker_shots_equal_local_runs_with_the_same_seeds(split_backend):
     """With shots, each slice gets the next seed of the backend's seeded stream; running the
     same slices locally with those seeds reproduces the workers' samples exactly."""
-    compiled = ParameterShiftScheduler(build_dressed_circuit(W1), split_backend,
+    compiled = CircuitRunner(build_dressed_circuit(W1), split_backend,
                                        transpile_cache=TranspileCache()).transpiled()
     table = w1_table(batch=10)[:, compiled.columns]                   # 570 rows: split in two
     seeds = copy.deepcopy(split_backend.local._seeds)     # the backend's seed stream, as it stands now
@@ -71,7 +71,7 @@ def test_worker_shots_equal_local_runs_with_the_same_seeds(split_backend):
 
 def test_more_workers_than_cluster_cpus_is_refused_instead_of_hanging(ray_session):
     backend = aer_on_workers(AerOptions(), workers=64, min_rows=1)
-    compiled = ParameterShiftScheduler(build_dressed_circuit(W1), backend,
+    compiled = CircuitRunner(build_dressed_circuit(W1), backend,
                                        transpile_cache=TranspileCache()).transpiled()
     with pytest.raises(UserError, match="64"):
         backend.submit(compiled.circuit, compiled.observables, w1_table(batch=1)[:, compiled.columns], None)
@@ -98,7 +98,7 @@ def test_a_circuit_worker_killed_mid_evaluation_is_restarted_and_its_slice_rerun
     import threading
 
     backend = aer_on_workers(AerOptions(), workers=2, min_rows=1)
-    compiled = ParameterShiftScheduler(build_dressed_circuit(W1), backend,
+    compiled = CircuitRunner(build_dressed_circuit(W1), backend,
                                        transpile_cache=TranspileCache()).transpiled()
     table = w1_table(batch=400)[:, compiled.columns]                  # 22,800 rows: a second or two per slice
     undisturbed = AerBackend().run(compiled.circuit, compiled.observables, table)

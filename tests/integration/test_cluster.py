@@ -240,15 +240,15 @@ import json, numpy as np, ray
 from orchestrator.quantum.backends.aer import aer_on_workers
 from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 from orchestrator.quantum.shift_rule import shifted_parameter_table
 
 spec = QuantumSpec(n_qubits=4, depth=2)
 rng = np.random.default_rng(1)
 table = shifted_parameter_table(rng.uniform(-1.5, 1.5, (8, 4)), rng.normal(0, 0.5, spec.n_weights))
 split = aer_on_workers(AerOptions(), workers=2, min_rows=1)
-values = ParameterShiftScheduler(build_dressed_circuit(spec), split, transpile_cache=TranspileCache()).evaluate(table)
-local = ParameterShiftScheduler(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache()).evaluate(table)
+values = CircuitRunner(build_dressed_circuit(spec), split, transpile_cache=TranspileCache()).evaluate(table)
+local = CircuitRunner(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache()).evaluate(table)
 print(json.dumps({"gcs": ray.get_runtime_context().gcs_address, "nodes": len([n for n in ray.nodes() if n["Alive"]]),
                   "workers": split.usage()["circuit_workers"], "identical": bool(np.array_equal(values, local))}))
 """

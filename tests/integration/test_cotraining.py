@@ -105,7 +105,7 @@ def test_gradients_reach_the_trainable_layers_and_not_the_frozen_ones(ray_sessio
     whole = encoder.whole
     frozen = list(whole.embeddings.parameters()) + list(whole.encoder.layer[0].parameters())
     assert all(p.grad is None and not p.requires_grad for p in frozen)
-    training.scheduler.backend.close()
+    training.runner.backend.close()
 
 
 def test_eval_and_predict_use_the_trained_layers(runs, capsys):

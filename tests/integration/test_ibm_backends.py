@@ -55,11 +55,11 @@ def run_cloud(cloud_root: Path, *args: str, env_extra: dict | None = None) -> su
 # --- fake devices, locally ----------------------------------------------------------------------
 
 def test_fake_device_run_goes_through_a_session_and_the_estimator(cache, tmp_path, monkeypatch):
-    from orchestrator.quantum import scheduler
+    from orchestrator.quantum import runner
     from orchestrator.quantum.circuits import TranspileCache
 
     # a cache of its own: another test (an estimate, a plan) may have transpiled this template already
-    monkeypatch.setattr(scheduler, "DEFAULT_TRANSPILE_CACHE", TranspileCache())
+    monkeypatch.setattr(runner, "DEFAULT_TRANSPILE_CACHE", TranspileCache())
     run_dir = tmp_path / "run"
     assert main(["run", *TINY, "--backend", "fake_manila", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())

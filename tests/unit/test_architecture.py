@@ -21,12 +21,12 @@ LAYERS = [
     ("embeddings",),                                          # encoders, the vector cache, the embedding stage
     ("workers",),                                             # Ray: the cluster, the actors and their pools
     ("orchestrator.config", "orchestrator.data", "orchestrator.run_dir"),   # the typed config; datasets and splits; RunDir
-    ("orchestrator.quantum",),                                # circuit, shift rule, scheduler, backends, journal
+    ("orchestrator.quantum",),                                # circuit, shift rule, runner, backends, journal
     ("orchestrator.training",),                               # the loop, its state, baselines, report
     ("orchestrator.pipeline", "orchestrator.runs", "orchestrator.inference", "orchestrator.sweep"),   # what the commands share
     ("orchestrator.cli", "orchestrator"),                     # parsing; the package itself
 ]
-TRAINING_PATH = ("orchestrator/training", "orchestrator/quantum/scheduler.py", "orchestrator/quantum/model.py",
+TRAINING_PATH = ("orchestrator/training", "orchestrator/quantum/runner.py", "orchestrator/quantum/model.py",
                  "orchestrator/quantum/shift_rule.py", "orchestrator/pipeline.py")
 MAX_FUNCTION_LINES = 50
 

@@ -13,7 +13,7 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.core.errors import UserError
 from orchestrator.core.paulis import measurement_bases
-from orchestrator.quantum.backends import make_scheduler
+from orchestrator.quantum.backends import make_runner
 from orchestrator.quantum.circuits import ENCODINGS, ENTANGLERS, QuantumSpec, TranspileCache, build_dressed_circuit
 from orchestrator.quantum.model import HybridHead
 from tests.support.reference_sim import simulate_expectations
@@ -43,13 +43,13 @@ def statevector_values(circuit, labels, inputs, weights):
                          list(itertools.product(ENCODINGS, ENTANGLERS, OBSERVABLES)))
 def test_every_choice_from_the_config_gives_the_exact_statevector_values(encoding, entangler, observables):
     config = config_of(encoding, entangler, observables)
-    scheduler = make_scheduler(config)
-    spec = scheduler.template.spec
+    runner = make_runner(config)
+    spec = runner.template.spec
     assert (spec.encoding, spec.entangler, list(spec.observables)) == (encoding, entangler, OBSERVABLES[observables])
     rng = np.random.default_rng(5)
     inputs, weights = rng.uniform(-np.pi, np.pi, (3, 4)), rng.uniform(-np.pi, np.pi, spec.n_weights)
-    values = scheduler.values(inputs, weights)
-    expected = statevector_values(scheduler.template.circuit, OBSERVABLES[observables], inputs, weights)
+    values = runner.values(inputs, weights)
+    expected = statevector_values(runner.template.circuit, OBSERVABLES[observables], inputs, weights)
     assert values.shape == (3, len(OBSERVABLES[observables]))
     np.testing.assert_allclose(values, expected, atol=1e-10)
     with torch.no_grad():
@@ -58,11 +58,11 @@ def test_every_choice_from_the_config_gives_the_exact_statevector_values(encodin
 
 def test_the_jacobian_of_pauli_observables_equals_autograd_of_the_exact_circuit():
     config = config_of("rx", "cnot-ring", "list")
-    scheduler = make_scheduler(config)
-    spec = scheduler.template.spec
+    runner = make_runner(config)
+    spec = runner.template.spec
     rng = np.random.default_rng(2)
     inputs, weights = rng.uniform(-1.5, 1.5, (2, 4)), rng.uniform(-np.pi, np.pi, spec.n_weights)
-    shifted = scheduler.values_and_jacobian(inputs, weights)
+    shifted = runner.values_and_jacobian(inputs, weights)
     for row in range(2):
         def circuit(parameters):
             return simulate_expectations(spec, parameters[None, :4], parameters[4:])[0]
@@ -72,7 +72,7 @@ def test_the_jacobian_of_pauli_observables_equals_autograd_of_the_exact_circuit(
 
 
 def test_the_head_reads_one_input_per_observable():
-    head = HybridHead(8, 2, make_scheduler(config_of("ry", "cz-ladder", "z+zz")))
+    head = HybridHead(8, 2, make_runner(config_of("ry", "cz-ladder", "z+zz")))
     assert (head.pre.out_features, head.post.in_features) == (4, 7)
 
 
@@ -134,11 +134,11 @@ def test_aer_shots_read_x_and_y_in_their_measurement_bases():
     from orchestrator.quantum.backends.aer import AerBackend, plan_readout
 
     config = config_of("rx", "cnot-ladder", "list")
-    scheduler = make_scheduler(config)
-    compiled = scheduler.transpiled()
+    runner = make_runner(config)
+    compiled = runner.transpiled()
     assert len(plan_readout(compiled.circuit, compiled.observables, shots=100).circuits) == 3
     rng = np.random.default_rng(4)
-    table = rng.uniform(-2, 2, (6, scheduler.n_parameters))[:, compiled.columns]
+    table = rng.uniform(-2, 2, (6, runner.n_parameters))[:, compiled.columns]
     exact = AerBackend().run(compiled.circuit, compiled.observables, table)
     shots = 40_000
     sampled = AerBackend().run(compiled.circuit, compiled.observables, table, shots=shots, seed=9)

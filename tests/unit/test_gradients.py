@@ -9,7 +9,7 @@ from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dre
 from orchestrator.config import QuantumConfig, load_config
 from orchestrator.quantum.gradients import (GRADIENT_METHODS, GradientMethod, ParameterShift, Spsa, WeightsOnlyShift,
                                            gradient_method)
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 from tests.support.reference_sim import simulate_table
 
 SPEC = QuantumSpec(n_qubits=3, depth=2)
@@ -75,12 +75,12 @@ def test_spsa_signs_are_a_function_of_seed_and_request_only():
 @pytest.mark.parametrize("name, rows", [("parameter-shift", 5 * 19), ("parameter-shift-weights", 5 * 13),
                                         ("spsa", 5 * 3)])
 def test_one_job_per_request_whatever_the_method(name, rows):
-    scheduler = ParameterShiftScheduler(build_dressed_circuit(SPEC), AerBackend(), transpile_cache=TranspileCache(),
+    runner = CircuitRunner(build_dressed_circuit(SPEC), AerBackend(), transpile_cache=TranspileCache(),
                                         gradient=gradient_method(load_config(overrides=[f"quantum.gradient={name}"]).quantum, 2))
     inputs, weights = batch()
-    result = scheduler.values_and_jacobian(inputs, weights)
-    assert (scheduler.counters.step.jobs, scheduler.counters.step.circuits) == (1, rows)
-    _, expected = exact(scheduler.gradient, inputs, weights, request=1)
+    result = runner.values_and_jacobian(inputs, weights)
+    assert (runner.counters.step.jobs, runner.counters.step.circuits) == (1, rows)
+    _, expected = exact(runner.gradient, inputs, weights, request=1)
     np.testing.assert_allclose(result.jacobian, expected, atol=1e-10)
 
 

@@ -24,7 +24,7 @@ def test_execution_modes_give_the_device_values_and_close(mode, expected, monkey
 
     from orchestrator.quantum.backends.aer import AerBackend, AerOptions
     from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
-    from orchestrator.quantum.scheduler import ParameterShiftScheduler
+    from orchestrator.quantum.runner import CircuitRunner
 
     closed = []
     real_close = Session.close
@@ -32,11 +32,11 @@ def test_execution_modes_give_the_device_values_and_close(mode, expected, monkey
     template = build_dressed_circuit(QuantumSpec(2, 1))
     table = np.array([[0.3, -0.7, 0.2, 1.1], [1.2, 0.4, -0.5, 0.1]])
     backend = device_backend("fake_manila", f"runtime.execution_mode={mode}", "quantum.shots=4000", "quantum.seed=11")
-    noisy = ParameterShiftScheduler(template, backend).evaluate(table)
+    noisy = CircuitRunner(template, backend).evaluate(table)
     assert type(backend._mode).__name__ == expected if expected else backend._mode is None
     backend.close()
     assert closed == ([expected] if expected else [])
-    exact = ParameterShiftScheduler(template, AerBackend(AerOptions())).evaluate(table)
+    exact = CircuitRunner(template, AerBackend(AerOptions())).evaluate(table)
     assert np.abs(noisy - exact).max() < 0.15      # device noise and shot noise, nothing more
 
 

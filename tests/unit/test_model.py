@@ -6,15 +6,15 @@ from orchestrator.quantum.backends.aer import AerBackend
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
 from tests.support.reference_sim import simulate_expectations
 from orchestrator.quantum.model import HybridHead, QuantumLayer, quantum_layer
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
 
 
 def head(spec=W1, features=384, classes=2, seed=0):
     torch.manual_seed(seed)
-    scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache())
-    return HybridHead(features, classes, scheduler, weight_init_std=0.5)
+    runner = CircuitRunner(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache())
+    return HybridHead(features, classes, runner, weight_init_std=0.5)
 
 
 def reference_logits(model, features):
@@ -48,7 +48,7 @@ def test_one_training_step_is_one_job_and_backward_submits_nothing():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     features = torch.randn(16, 384, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 2, (16,), generator=torch.Generator().manual_seed(0))
-    counters = model.scheduler.counters
+    counters = model.runner.counters
     optimizer.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(features), labels)
     assert (counters.step.jobs, counters.step.circuits) == (1, 912)
@@ -65,31 +65,31 @@ def test_no_grad_and_frozen_evaluation_submit_unshifted_rows_only():
     with torch.no_grad():
         logits = model(features)
     assert logits.shape == (16, 2)
-    assert (model.scheduler.counters.step.jobs, model.scheduler.counters.step.circuits) == (1, 16)
+    assert (model.runner.counters.step.jobs, model.runner.counters.step.circuits) == (1, 16)
     model.requires_grad_(False)
     model(features)
-    assert model.scheduler.counters.step.circuits == 16
+    assert model.runner.counters.step.circuits == 16
     torch.testing.assert_close(model(features), logits)
 
 
 def test_quantum_layer_dtype_and_values():
     spec = QuantumSpec(3, 2)
-    scheduler = ParameterShiftScheduler(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache())
+    runner = CircuitRunner(build_dressed_circuit(spec), AerBackend(), transpile_cache=TranspileCache())
     angles = torch.rand(5, 3, dtype=torch.float32, requires_grad=True)
     weights = torch.rand(spec.n_weights, dtype=torch.float64, requires_grad=True)
-    out = quantum_layer(angles, weights, scheduler)
+    out = quantum_layer(angles, weights, runner)
     assert out.dtype == torch.float32 and out.shape == (5, 3)
     exact = simulate_expectations(spec, angles.detach().double(), weights.detach())
     torch.testing.assert_close(out.double(), exact, atol=1e-6, rtol=0)
     out.sum().backward()
     assert angles.grad.dtype == torch.float32 and weights.grad.dtype == torch.float64
     with pytest.raises(RuntimeError, match="without a Jacobian"):
-        QuantumLayer.apply(angles, weights, scheduler, False).sum().backward()
+        QuantumLayer.apply(angles, weights, runner, False).sum().backward()
 
 
 def test_head_learns_a_separable_toy_problem():
     torch.manual_seed(0)
-    model = HybridHead(6, 2, ParameterShiftScheduler(build_dressed_circuit(QuantumSpec(2, 1)), AerBackend()))
+    model = HybridHead(6, 2, CircuitRunner(build_dressed_circuit(QuantumSpec(2, 1)), AerBackend()))
     features = torch.randn(32, 6)
     labels = (features[:, 0] > 0).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
@@ -101,7 +101,7 @@ def test_head_learns_a_separable_toy_problem():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
-    assert model.scheduler.counters.total.jobs == 15
+    assert model.runner.counters.total.jobs == 15
     with torch.no_grad():
         accuracy = (model(features).argmax(dim=1) == labels).float().mean().item()
     assert accuracy >= 0.9

@@ -12,7 +12,7 @@ from orchestrator.quantum.backends import make_backend
 from orchestrator.quantum.backends.rehearsal import (RehearsalDevice, active_qubits, compact_circuit,
                                                      compact_observable, reduced_noise_model)
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
-from orchestrator.quantum.scheduler import ParameterShiftScheduler
+from orchestrator.quantum.runner import CircuitRunner
 from orchestrator.quantum.shift_rule import shifted_parameter_table
 
 SPEC = QuantumSpec(n_qubits=3, depth=2)
@@ -96,14 +96,14 @@ def test_the_noise_model_is_built_once_per_run_not_once_per_job(manila, monkeypa
                         lambda self, *a, **k: (builds.append(1), original(self, *a, **k))[1])
     backend = make_backend(load_config(overrides=["quantum.backend=fake_manila", "runtime.execution_mode=batch",
                                                   "quantum.shots=20000", "quantum.seed=4"]))
-    scheduler = ParameterShiftScheduler(build_dressed_circuit(SPEC), backend, transpile_cache=TranspileCache())
+    runner = CircuitRunner(build_dressed_circuit(SPEC), backend, transpile_cache=TranspileCache())
     rng = np.random.default_rng(1)
     table = shifted_parameter_table(rng.uniform(-1.5, 1.5, (2, 3)), rng.normal(0, 0.5, SPEC.n_weights))
     try:
-        values = [scheduler.evaluate(table) for _ in range(3)]
+        values = [runner.evaluate(table) for _ in range(3)]
     finally:
         backend.close()
-    assert len(builds) == 1 and scheduler.counters.total.jobs == 3
+    assert len(builds) == 1 and runner.counters.total.jobs == 3
     # the whole device simulated with its own noise model (readout errors included) and shots
     device, compiled = manila
     on_device = sampled_on_whole_device(device, compiled, table, shots=20000)

@@ -1,7 +1,7 @@
-"""Backends the scheduler submits parameter tables to, by family, and the one place a run builds them.
+"""Backends the runner submits parameter tables to, by family, and the one place a run builds them.
 
     registry.py    the families (aer, fake, ibm) and what they answer; check_backend, make_backend,
-                   make_scheduler (what a run calls)
+                   make_runner (what a run calls)
     aer.py         qiskit-aer on this machine (exact, shots, a fake device's noise model)
     runtime.py     qiskit-ibm-runtime's Estimator path shared by fake and ibm devices
     fake.py        fake devices in local testing mode (rehearsal.py: cut down to the circuit's qubits)
@@ -10,6 +10,6 @@
     estimator.py   the one-PUB Estimator helpers
 """
 from orchestrator.quantum.backends.registry import (FAMILIES, backend_family, check_backend, make_backend,
-                                                    make_scheduler)
+                                                    make_runner)
 
-__all__ = ["FAMILIES", "backend_family", "check_backend", "make_backend", "make_scheduler"]
+__all__ = ["FAMILIES", "backend_family", "check_backend", "make_backend", "make_runner"]

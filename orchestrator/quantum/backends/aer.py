@@ -43,7 +43,7 @@ from orchestrator.core.backend_names import AER_SIMULATOR, names_of
 from orchestrator.core.errors import UserError
 from orchestrator.core.paulis import measurement_bases
 from orchestrator.quantum.backends.devices import fake_device_class, resolve_fake_device
-from orchestrator.quantum.scheduler import Backend, BackendJob
+from orchestrator.quantum.runner import Backend, BackendJob
 
 # `auto` readout uses probabilities up to this many measured qubits: measured faster than one
 # save_expectation_value per qubit at 4, 6 and 8 qubits (bench/step.py); wider, the 2^n
@@ -208,7 +208,7 @@ class AerEmptyJob(BackendJob):
 # --- the backend -------------------------------------------------------------------------------
 
 class AerBackend(Backend):
-    """Implements `orchestrator.quantum.scheduler.Backend` on qiskit-aer."""
+    """Implements `orchestrator.quantum.runner.Backend` on qiskit-aer."""
 
     def __init__(self, options: AerOptions = AerOptions()) -> None:
         self.options = options
@@ -231,7 +231,7 @@ class AerBackend(Backend):
         self._seeds = np.random.default_rng(options.seed)
         self._plans: dict = {}
 
-    # the scheduler's entry point
+    # the runner's entry point
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
                parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None):
         table = np.asarray(parameter_table, dtype=np.float64)

@@ -10,7 +10,7 @@ One object per family answers everything the rest of the project asks of a backe
     names              its name rule (orchestrator/core/backend_names.py: the config checks a
                        name's form with it, without qiskit); claims(name)
     check(config)      what can be checked before anything is written (device, credentials, size)
-    make(config)       the Backend (scheduler.py's protocol) the runner submits to
+    make(config)       the Backend (runner.py's protocol) the runner submits to
     remote             its jobs go through the run dir's job journal and count against
                        runtime.max_qpu_seconds; a run on it is a plan of phases (training/phases.py)
     default_shots(config), seconds_per_shot(config), job_overhead_s    what `estimate` charges
@@ -33,7 +33,7 @@ from orchestrator.quantum.backends.fake import FAKE
 from orchestrator.quantum.backends.ibm import IBM
 from orchestrator.quantum.circuits import QuantumSpec, build_dressed_circuit
 from orchestrator.quantum.gradients import gradient_method
-from orchestrator.quantum.scheduler import Backend, ParameterShiftScheduler
+from orchestrator.quantum.runner import Backend, CircuitRunner
 
 
 class BackendFamily(Protocol):
@@ -75,8 +75,8 @@ def make_backend(config: Config) -> Backend:
     return backend_family(config.quantum.backend).make(config)
 
 
-def make_scheduler(config: Config, run_dir: Optional[Path] = None) -> ParameterShiftScheduler:
-    """A scheduler on the configured backend; on a remote backend (fake_/ibm_ devices) with a
+def make_runner(config: Config, run_dir: Optional[Path] = None) -> CircuitRunner:
+    """A runner on the configured backend; on a remote backend (fake_/ibm_ devices) with a
     `run_dir`, its jobs go through that run dir's job journal and its QPU budget."""
     q = config.quantum
     family = backend_family(q.backend)
@@ -85,6 +85,6 @@ def make_scheduler(config: Config, run_dir: Optional[Path] = None) -> ParameterS
         from orchestrator.quantum.journal import JobJournal
 
         journal = JobJournal(run_dir, config.runtime.max_qpu_seconds)
-    return ParameterShiftScheduler(build_dressed_circuit(QuantumSpec.of(q)), family.make(config),
+    return CircuitRunner(build_dressed_circuit(QuantumSpec.of(q)), family.make(config),
                                    optimization_level=q.optimization_level, job_hook=journal,
                                    gradient=gradient_method(q, config.train.seed), eval_shots=q.eval_shots)

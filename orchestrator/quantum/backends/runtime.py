@@ -32,7 +32,7 @@ from orchestrator.core.errors import BackendFailure, UserError, first_line
 from orchestrator.core.paulis import measurement_bases
 from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
 from orchestrator.quantum.circuits import DEFAULT_TRANSPILE_CACHE, QuantumSpec, build_dressed_circuit
-from orchestrator.quantum.scheduler import Backend, BackendJob
+from orchestrator.quantum.runner import Backend, BackendJob
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def is_transient(problem: BaseException) -> bool:
 
 
 class RuntimeBackend(Backend):
-    """Implements `orchestrator.quantum.scheduler.Backend` with qiskit-ibm-runtime's Estimator on
+    """Implements `orchestrator.quantum.runner.Backend` with qiskit-ibm-runtime's Estimator on
     `device`; fake.py and ibm.py say where the device comes from and what differs."""
 
     def __init__(self, name: str, device, runtime: RuntimeConfig, shots: int,

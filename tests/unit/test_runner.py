@@ -1,4 +1,4 @@
-"""The scheduler (requests -> jobs, counters, hooks) and the Aer backend it drives."""
+"""The runner (requests -> jobs, counters, hooks) and the Aer backend it drives."""
 import numpy as np
 import pytest
 from qiskit import QuantumCircuit
@@ -9,7 +9,7 @@ from orchestrator.quantum.backends.aer import AerBackend, AerOptions
 from orchestrator.quantum.circuits import QuantumSpec, TranspileCache, build_dressed_circuit
 from tests.support.reference_sim import simulate_table
 from orchestrator.core.errors import UserError
-from orchestrator.quantum.scheduler import JobHook, ParameterShiftScheduler, plan_jobs
+from orchestrator.quantum.runner import JobHook, CircuitRunner, plan_jobs
 from orchestrator.quantum.shift_rule import evaluation_table, shifted_parameter_table
 
 W1 = QuantumSpec(n_qubits=4, depth=6)
@@ -20,8 +20,8 @@ def w1_batch(size=16, seed=0):
     return rng.uniform(-np.pi / 2, np.pi / 2, (size, 4)), rng.normal(0, 0.5, W1.n_weights)
 
 
-def scheduler(options=AerOptions(), spec=W1, **kwargs):
-    return ParameterShiftScheduler(build_dressed_circuit(spec), AerBackend(options),
+def runner(options=AerOptions(), spec=W1, **kwargs):
+    return CircuitRunner(build_dressed_circuit(spec), AerBackend(options),
                                    transpile_cache=TranspileCache(), **kwargs)
 
 
@@ -47,7 +47,7 @@ def test_plan_is_one_job_unless_a_limit_demands_more():
 # --- one request per training step -------------------------------------------------------------
 
 def test_training_request_is_one_job_with_values_and_exact_jacobian():
-    s = scheduler()
+    s = runner()
     inputs, weights = w1_batch()
     result = s.values_and_jacobian(inputs, weights)
     assert (s.counters.step.jobs, s.counters.step.circuits, s.counters.step.shots) == (1, 912, 0)
@@ -58,7 +58,7 @@ def test_training_request_is_one_job_with_values_and_exact_jacobian():
 
 
 def test_evaluation_request_submits_unshifted_rows_only():
-    s = scheduler()
+    s = runner()
     inputs, weights = w1_batch()
     values = s.values(inputs, weights)
     assert (s.counters.step.jobs, s.counters.step.circuits) == (1, 16)
@@ -66,7 +66,7 @@ def test_evaluation_request_submits_unshifted_rows_only():
 
 
 def test_counters_per_step_and_cumulative_and_no_second_transpile():
-    s = scheduler()
+    s = runner()
     inputs, weights = w1_batch()
     s.values_and_jacobian(inputs, weights)
     s.values_and_jacobian(inputs, weights + 0.1)
@@ -79,13 +79,13 @@ def test_counters_per_step_and_cumulative_and_no_second_transpile():
 
 def test_a_job_size_limit_splits_the_request_without_changing_results():
     inputs, weights = w1_batch()
-    whole = scheduler().values_and_jacobian(inputs, weights)
-    by_scheduler = scheduler(max_parameter_sets_per_job=300)
-    split = by_scheduler.values_and_jacobian(inputs, weights)
-    assert (by_scheduler.counters.step.jobs, by_scheduler.counters.step.circuits) == (4, 912)
+    whole = runner().values_and_jacobian(inputs, weights)
+    by_limit = runner(max_parameter_sets_per_job=300)
+    split = by_limit.values_and_jacobian(inputs, weights)
+    assert (by_limit.counters.step.jobs, by_limit.counters.step.circuits) == (4, 912)
     np.testing.assert_array_equal(split.values, whole.values)
     np.testing.assert_array_equal(split.jacobian, whole.jacobian)
-    by_backend = scheduler(AerOptions(max_parameter_sets_per_job=500))
+    by_backend = runner(AerOptions(max_parameter_sets_per_job=500))
     by_backend.values_and_jacobian(inputs, weights)
     assert by_backend.counters.step.jobs == 2
 
@@ -106,7 +106,7 @@ class RecordingHook(JobHook):
 
 def test_job_hook_sees_intent_then_job_id_then_result_for_every_job():
     hook = RecordingHook()
-    s = scheduler(max_parameter_sets_per_job=500, job_hook=hook)
+    s = runner(max_parameter_sets_per_job=500, job_hook=hook)
     s.values_and_jacobian(*w1_batch())
     kinds = [e[0] for e in hook.events]
     assert kinds == ["intent", "submitted", "intent", "submitted", "result", "result"]
@@ -140,7 +140,7 @@ def test_shots_are_reproducible_with_a_seed_and_close_to_exact():
     inputs, weights = np.random.default_rng(2).uniform(-1, 1, (4, 3)), np.full(spec.n_weights, 0.3)
 
     def run(seed):
-        s = scheduler(AerOptions(shots=2000, seed=seed), spec)
+        s = runner(AerOptions(shots=2000, seed=seed), spec)
         first, second = s.values_and_jacobian(inputs, weights), s.values_and_jacobian(inputs, weights)
         return s, first, second
 
@@ -162,22 +162,22 @@ def test_fake_device_noise_model_changes_values_and_stays_reproducible():
     spec = QuantumSpec(3, 2)
     table = np.random.default_rng(3).uniform(-1, 1, (12, spec.n_parameters))
     exact = simulate_table(spec, table)
-    noisy_scheduler = scheduler(AerOptions(noise_model="fake_manila"), spec)
-    noisy = noisy_scheduler.evaluate(table)
-    assert noisy_scheduler.backend.name == "aer/fake_manila"
-    assert set(noisy_scheduler.transpiled().circuit.count_ops()) <= {"rz", "sx", "x", "cx", "barrier"}
+    noisy_runner = runner(AerOptions(noise_model="fake_manila"), spec)
+    noisy = noisy_runner.evaluate(table)
+    assert noisy_runner.backend.name == "aer/fake_manila"
+    assert set(noisy_runner.transpiled().circuit.count_ops()) <= {"rz", "sx", "x", "cx", "barrier"}
     deviation = np.abs(noisy - exact).max()
     assert 1e-3 < deviation < 0.3
-    np.testing.assert_array_equal(noisy_scheduler.evaluate(table), noisy)     # density matrix: deterministic
+    np.testing.assert_array_equal(noisy_runner.evaluate(table), noisy)     # density matrix: deterministic
     # Aer's own EstimatorV2 with the same noise model agrees with our probability readout
     from qiskit_aer.primitives import EstimatorV2
     from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
-    compiled = noisy_scheduler.transpiled()
+    compiled = noisy_runner.transpiled()
     pub = estimator_pub(compiled.circuit, compiled.observables, table[:, compiled.columns])
     by_estimator = expectations_from_pub_result(
-        EstimatorV2.from_backend(noisy_scheduler.backend.simulator).run([pub]).result()[0])
+        EstimatorV2.from_backend(noisy_runner.backend.simulator).run([pub]).result()[0])
     np.testing.assert_allclose(by_estimator, noisy, atol=1e-12)
-    sampled = [scheduler(AerOptions(noise_model="fake_manila", shots=2000, seed=5), spec).evaluate(table)
+    sampled = [runner(AerOptions(noise_model="fake_manila", shots=2000, seed=5), spec).evaluate(table)
                for _ in range(2)]
     np.testing.assert_array_equal(sampled[0], sampled[1])
     assert np.abs(sampled[0] - noisy).max() < 0.2    # shot noise plus readout error

@@ -1,15 +1,16 @@
-"""Turns a request (a batch of inputs and the current weights) into primitive jobs on a backend.
+"""The circuit runner: a request (a batch of inputs and the current weights) in, primitive jobs
+on a backend, values (and the Jacobian) out.
 
-A training-step request builds the whole gradient table of the batch (parameter shift by
-default, `shift_rule.py`; or another method of `gradients.py`), submits it as ONE job (one
-circuit, one parameter array, every observable broadcast against it) and returns the forward
-values and the full Jacobian. The table is split
-into several jobs only when the backend or the scheduler sets a maximum number of parameter
-sets per job. An evaluation-only request submits the unshifted rows alone.
+A training-step request builds the whole table of its gradient method (gradients.py: parameter
+shift, the weights only, SPSA), submits it as ONE job (one circuit, one parameter array, every
+observable broadcast against it) and returns the forward values and the Jacobian. The table is
+split into several jobs only when the backend or the runner sets a maximum number of parameter
+sets per job. An evaluation-only request submits the unshifted rows alone. (It was called the
+scheduler; a scheduler, in a training loop, is the learning rate's.)
 
 Backends plug in through the small `Backend` protocol below; a job journal plugs in through
 `JobHook` (intent before submit, job id after submit, result after completion). Before
-submitting, the scheduler asks the hook whether the job is already recorded: a finished job's
+submitting, the runner asks the hook whether the job is already recorded: a finished job's
 values are taken from the record, an in-flight one is re-attached by id (`Backend.attach`), so a
 resumed run never pays twice for a job. A job whose result fails is submitted again up to the
 backend's `job_retries`; then the request fails with `BackendFailure`.
@@ -48,7 +49,7 @@ class BackendJob(Protocol):
 
 
 class Backend(Protocol):
-    """What the scheduler submits to. Subclass it to inherit the defaults of the optional members."""
+    """What the runner submits to. Subclass it to inherit the defaults of the optional members."""
 
     name: str                                   # part of the transpile cache key
     shots: Optional[int]                        # per parameter set; None = exact expectation values
@@ -90,9 +91,9 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class JobIntent:
-    """What the scheduler is about to submit; enough for a journal to find the job again."""
+    """What the runner is about to submit; enough for a journal to find the job again."""
 
-    request: int        # 1-based request number of this scheduler
+    request: int        # 1-based request number of this runner
     index: int          # job number within the request, 0-based
     n_jobs: int         # jobs in the request
     backend: str
@@ -169,9 +170,9 @@ class JobCounts:
 
 
 @dataclass
-class SchedulerCounters:
+class RunnerCounters:
     step: JobCounts = field(default_factory=JobCounts)    # the most recent request (= training step)
-    total: JobCounts = field(default_factory=JobCounts)   # since the scheduler was built (resumed: since the run began)
+    total: JobCounts = field(default_factory=JobCounts)   # since the runner was built (resumed: since the run began)
     requests: int = 0
     from_journal: int = 0      # jobs whose values came from the journal, not from a new submission
     reattached: int = 0        # jobs found again by id after the client that submitted them died
@@ -179,7 +180,7 @@ class SchedulerCounters:
 
 
 @dataclass(frozen=True)
-class ShiftResult:
+class ValuesAndJacobian:
     values: np.ndarray     # (batch, n_observables)
     jacobian: np.ndarray   # (batch, n_observables, n_inputs + n_weights)
 
@@ -198,9 +199,9 @@ def plan_jobs(n_rows: int, max_rows_per_job: Optional[int]) -> list[tuple[int, i
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-# --- the scheduler -----------------------------------------------------------------------------
+# --- the runner -----------------------------------------------------------------------------
 
-class ParameterShiftScheduler:
+class CircuitRunner:
     """One request in, values (and the Jacobian) out, in as few jobs as the limits allow."""
 
     def __init__(self, template: CircuitTemplate, backend: Backend, *,
@@ -218,12 +219,12 @@ class ParameterShiftScheduler:
         self._own_limit = max_parameter_sets_per_job
         self.transpile_cache = DEFAULT_TRANSPILE_CACHE if transpile_cache is None else transpile_cache
         self.job_hook = job_hook or JobHook()
-        self.counters = SchedulerCounters()
-        self.transpilations = 0   # transpiler runs this scheduler caused (the cache may hold earlier ones)
+        self.counters = RunnerCounters()
+        self.transpilations = 0   # transpiler runs this runner caused (the cache may hold earlier ones)
 
     @property
     def max_parameter_sets_per_job(self) -> Optional[int]:
-        """The tighter of the scheduler's own limit and the backend's."""
+        """The tighter of the runner's own limit and the backend's."""
         limits = [x for x in (self._own_limit, self.backend.max_parameter_sets_per_job) if x is not None]
         return min(limits) if limits else None
 
@@ -242,7 +243,7 @@ class ParameterShiftScheduler:
         self.transpilations += self.transpile_cache.transpilations - before
         return compiled
 
-    def values_and_jacobian(self, inputs: np.ndarray, weights: np.ndarray) -> ShiftResult:
+    def values_and_jacobian(self, inputs: np.ndarray, weights: np.ndarray) -> ValuesAndJacobian:
         """Forward values and the Jacobian of a batch (exact or estimated, as `gradient` says), from
         one request."""
         request = self.counters.requests + 1        # SPSA draws its signs from the request number
@@ -250,7 +251,7 @@ class ParameterShiftScheduler:
         expectations = self.evaluate(self.gradient.table(inputs, weights, request))
         values, jacobian = self.gradient.values_and_jacobian(expectations, n_inputs, n_weights, request,
                                                              batch=len(inputs))
-        return ShiftResult(values=values, jacobian=jacobian)
+        return ValuesAndJacobian(values=values, jacobian=jacobian)
 
     def values(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Forward values only: the unshifted rows, (batch, n_observables), at `eval_shots`."""
