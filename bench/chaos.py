@@ -6,7 +6,7 @@ undisturbed run gives. Every scenario prints "k/N identical, D duplicate submiss
     train       `orchestrate run` (exact Aer, cache warm) killed at a random moment, then
                 `orchestrate resume` (or run again, if it died before its first checkpoint): the
                 summary's numbers and every epoch's metrics against an undisturbed run's
-    cloud       a run on `ibm_manila` through the stand-in cloud (tests/fake_cloud.py: local
+    cloud       a run on `ibm_manila` through the stand-in cloud (tests/support/fake_cloud.py: local
                 testing mode behind a stand-in for the service) killed with jobs in flight,
                 then resumed: the numbers, and jobs paid for against the undisturbed run's
     cache       two `orchestrate embed` on one cache key, the second started 0-25 s after the

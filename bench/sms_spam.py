@@ -1,5 +1,5 @@
 """The SMS Spam Collection the embedding benchmarks read: the file the user names, else the
-project's named dataset `sms_spam` (orchestrator/data.py: the UCI zip, downloaded once, checked
+project's named dataset `sms_spam` (orchestrator/data/datasets.py: the UCI zip, downloaded once, checked
 against its sha256 and cached, as `orchestrate embed --set data.name=sms_spam` does).
 
 Offline, name a local copy: `--data /path/to/SMSSpamCollection` (bench/scale.py) or

@@ -76,7 +76,7 @@ class DataConfig(ConfigSection):
     positive_label: Optional[Text] = Field(None, description="the class F1 is reported for; empty: the rarest class")
     drop_empty: Flag = Field(False, description="drop empty texts instead of refusing the file")
     limit: Optional[Int] = Field(None, ge=1, description="keep the first N rows")
-    duplicates: Literal["merge", "group", "keep"] = Field("merge", description="repeated texts (see orchestrator/data.py)")
+    duplicates: Literal["merge", "group", "keep"] = Field("merge", description="repeated texts (see orchestrator/data/splits.py)")
     split: SplitConfig = Field(default_factory=SplitConfig)
 
 

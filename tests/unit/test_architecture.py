@@ -1,7 +1,7 @@
 """The house's shape, checked on the source: which package may import which, no import circle,
 Ray only in workers/, short functions on the training path.
 
-Layers, lowest first. A module may import its own layer and the layers below, never above:
+Layers (tests/support/layers.py), lowest first. A module may import its own layer and the layers below, never above:
 a run's config walks down the house once (cli -> pipeline -> training -> quantum -> workers ->
 embeddings), and everything stands on orchestrator.core.
 """
@@ -10,22 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.layers import LAYERS
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "workers", "embeddings")
-LAYERS = [
-    ("orchestrator.core",),                                   # errors, atomic files, log lines: imports nothing
-    # the pure parts whose names are the config's choices: gradient methods and the shift rule,
-    # the circuit's blocks, the data file readers (numpy and the standard library only)
-    ("orchestrator.quantum.shift_rule", "orchestrator.quantum.gradients", "orchestrator.quantum.ansatz",
-     "orchestrator.data.readers"),
-    ("embeddings",),                                          # encoders, the vector cache, the embedding stage
-    ("workers",),                                             # Ray: the cluster, the actors and their pools
-    ("orchestrator.config", "orchestrator.data", "orchestrator.run_dir"),   # the typed config; datasets and splits; RunDir
-    ("orchestrator.quantum",),                                # circuit, shift rule, runner, backends, journal
-    ("orchestrator.training",),                               # the loop, its state, baselines, report
-    ("orchestrator.pipeline", "orchestrator.runs", "orchestrator.inference", "orchestrator.sweep"),   # what the commands share
-    ("orchestrator.cli", "orchestrator"),                     # parsing; the package itself
-]
 TRAINING_PATH = ("orchestrator/training", "orchestrator/quantum/runner.py", "orchestrator/quantum/model.py",
                  "orchestrator/quantum/shift_rule.py", "orchestrator/pipeline.py")
 MAX_FUNCTION_LINES = 50

@@ -40,3 +40,12 @@ def test_readme_opens_with_contents_and_the_two_commands():
     quick_start = text.split("## Quick start")[1].split("## User guide")[0]
     assert "pip install torch==2.13.0 -e . && orchestrate run" in quick_start
     assert "pip install -e '.[test]' && python -m pytest -q" in quick_start
+
+
+def test_the_layers_picture_names_every_layer_the_architecture_test_checks():
+    from tests.support.layers import LAYERS
+
+    picture = (REPO / "docs" / "layers.svg").read_text(encoding="utf-8")
+    missing = [prefix for layer in LAYERS for prefix in layer if prefix.split(".")[-1] not in picture]
+    assert not missing, f"docs/layers.svg does not show {missing}: python docs/diagrams/layers.py"
+    assert "layers.svg" in (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
