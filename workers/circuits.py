@@ -151,6 +151,9 @@ class FannedOutBackend:
     def estimate_job_seconds(self, rows: int, circuit, shots: Optional[int] = None) -> float:
         return self.local.estimate_job_seconds(rows, circuit, shots)
 
+    def seconds_per_shot(self, circuit) -> float:
+        return self.local.seconds_per_shot(circuit)
+
     def usage(self) -> dict:
         return {**self.local.usage(), "circuit_workers": len(self._actors)}
 

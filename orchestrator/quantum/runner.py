@@ -77,6 +77,10 @@ class Backend(Protocol):
         to cost (0 on a simulator)."""
         return 0.0
 
+    def seconds_per_shot(self, circuit: QuantumCircuit) -> float:
+        """QPU seconds one shot of the transpiled `circuit` takes (0 on a simulator)."""
+        return 0.0
+
     def usage(self) -> dict:
         """What summary.json reports of how this backend ran (execution mode, workers, ...)."""
         return {}
