@@ -63,9 +63,9 @@ def prepared_for(config, dataset, split, device: str) -> Prepared:
     if e.train_layers == "all":
         return Prepared(dataset=dataset, split=split, content=tokenize_texts(resolved.path, dataset.texts,
                                                                                     e.max_length),
-                        embed_info=info, pooling=pooling)
+                        embed_info=info)
     return Prepared(dataset=dataset, split=split, content=Encoder(resolved.path, settings).content(dataset.texts),
-                    embed_info=info, pooling=pooling)
+                    embed_info=info)
 
 
 def step_seconds(config, prepared: Prepared, steps: int, warmup: int, cuda: bool) -> list[float]:

@@ -46,9 +46,7 @@ class Prepared:
     # what the model reads, for every row: the cached Vectors (train_layers 0), LayerStates (k) or
     # TokenIds (all); None: not embedded (estimate)
     content: object = None
-    embedding: Optional[EmbedReport] = None
     embed_info: dict = field(default_factory=dict)   # summary.json's view of how the vectors were obtained
-    pooling: Optional[str] = None        # the concrete pooling ('auto' resolved for the model)
 
 
 def prepare(config: Config, progress: bool = True, embed: bool = True, whole_file: bool = False) -> Prepared:
@@ -145,8 +143,8 @@ def with_vectors(prepared: Prepared, config: Config, progress: bool = True) -> P
         return with_token_ids(prepared, config)
     report = embed_vectors(prepared.dataset, config, progress)
     log.info(report.final_line())
-    return Prepared(dataset=prepared.dataset, split=prepared.split, embedding=report, pooling=report.pooling,
-                    content=report.cache.content, embed_info={"seconds": report.seconds, "path": str(report.cache.path), "key": report.key,
+    return Prepared(dataset=prepared.dataset, split=prepared.split, content=report.cache.content,
+                    embed_info={"seconds": report.seconds, "path": str(report.cache.path), "key": report.key,
                                 "hit": report.hit, "bytes": report.cache.size_bytes})
 
 
@@ -159,7 +157,6 @@ def with_token_ids(prepared: Prepared, config: Config) -> Prepared:
     seconds = time.perf_counter() - started
     log.info(f"tokenized {len(token_ids.ids)} texts in {seconds:.1f} s (train_layers all: no cache)")
     return Prepared(dataset=prepared.dataset, split=prepared.split, content=token_ids,
-                    pooling=model.pooling(e.pooling),
                     embed_info={"seconds": seconds, "path": None, "key": None, "hit": False, "bytes": 0})
 
 
