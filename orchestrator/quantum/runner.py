@@ -35,17 +35,28 @@ from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTempl
 
 # --- the backend contract ----------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class JobUsage:
+    """What a finished job cost, as the service reports it (None: not reported, as on a simulator
+    or in local testing mode)."""
+
+    billed_seconds: Optional[float] = None   # the QPU time the service bills for this job (job.usage())
+    queue_seconds: Optional[float] = None    # created -> started running on the device
+    session_id: Optional[str] = None         # a dedicated session bills its elapsed time, not its jobs'
+
+
 class BackendJob(Protocol):
     """A submitted job: an id a journal can record, and its expectation values when done."""
 
     job_id: str
+    session_id: Optional[str] = None   # the dedicated session the job runs in, if any
 
     def result(self) -> np.ndarray:
         """(rows, n_observables) expectation values, rows in the submitted table's order."""
 
-    def quantum_seconds(self) -> Optional[float]:
-        """QPU seconds billed for the job; None where nothing is billed (simulators, local mode)."""
-        return None
+    def usage(self) -> JobUsage:
+        """What the job cost; asked once its result is in."""
+        return JobUsage()
 
 
 class Backend(Protocol):
@@ -57,11 +68,14 @@ class Backend(Protocol):
     transpile_target: object                    # what qiskit.transpile compiles for (None: nothing)
     job_retries: Optional[int] = None           # resubmissions of a failed job; None: a local backend,
                                                 # whose error is a bug to see, not an outage to wait out
+    max_pending_jobs: Optional[int] = None      # jobs submitted and not yet finished at once (None: any)
 
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None) -> BackendJob:
+               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None,
+               max_seconds: Optional[float] = None) -> BackendJob:
         """Evaluate every observable on every row of `parameter_table`, whose columns follow
-        `circuit.parameters`, as one primitive job; a remote backend labels it with `tag`."""
+        `circuit.parameters`, as one primitive job; a remote backend labels it with `tag` and has
+        the service cancel it past `max_seconds` of QPU time (what is left of the budget)."""
 
     def attach(self, job_id: str, n_rows: int, n_observables: int) -> Optional[BackendJob]:
         """The job `job_id` submitted by an earlier process, or None where jobs cannot be found again."""
@@ -80,6 +94,11 @@ class Backend(Protocol):
     def seconds_per_shot(self, circuit: QuantumCircuit) -> float:
         """QPU seconds one shot of the transpiled `circuit` takes (0 on a simulator)."""
         return 0.0
+
+    def session_seconds(self, session_ids: list) -> dict:
+        """{session id: elapsed active seconds} of the dedicated sessions `session_ids`, as the
+        service bills them ({}: no sessions here)."""
+        return {}
 
     def usage(self) -> dict:
         """What summary.json reports of how this backend ran (execution mode, workers, ...)."""
@@ -140,11 +159,15 @@ class JobHook:
     def before_submit(self, intent: JobIntent) -> None:
         pass
 
-    def after_submit(self, intent: JobIntent, job_id: str) -> None:
+    def seconds_left(self) -> Optional[float]:
+        """QPU seconds the budget leaves for the next job (None: no budget)."""
+        return None
+
+    def after_submit(self, intent: JobIntent, job_id: str, session_id: Optional[str] = None) -> None:
         pass
 
     def after_result(self, intent: JobIntent, job_id: str, expectations: np.ndarray,
-                     quantum_seconds: Optional[float] = None) -> None:
+                     usage: JobUsage = JobUsage()) -> None:
         pass
 
     def job_failed(self, intent: JobIntent, job_id: str, problem: BaseException) -> None:
@@ -285,22 +308,33 @@ class CircuitRunner:
         def submit(intent: JobIntent) -> BackendJob:
             self.job_hook.before_submit(intent)
             job = self.backend.submit(compiled.circuit, compiled.observables,
-                                      circuit_ordered[intent.row_start:intent.row_stop], shots, job_tag(intent))
-            self.job_hook.after_submit(intent, job.job_id)
+                                      circuit_ordered[intent.row_start:intent.row_stop], shots, job_tag(intent),
+                                      max_seconds=self.job_hook.seconds_left())
+            self.job_hook.after_submit(intent, job.job_id, getattr(job, "session_id", None))
             return job
 
-        # submit every job before waiting on any, so that remote (or threaded) jobs overlap
-        submitted = [(intent, self.recover(intent, n_observables) or submit(intent)) for intent in intents]
+        # submit jobs before waiting on any, so that remote (or threaded) jobs overlap, but never
+        # more at once than the backend allows pending (IBM's Open plan: a few per instance)
+        pending_limit = self.backend.max_pending_jobs or len(intents)
+        submitted: list[tuple[JobIntent, BackendJob]] = []
         parts = []
-        for intent, job in submitted:
-            expectations = self.result_of(intent, job, submit, n_observables)
-            done = JobCounts(jobs=1, circuits=intent.rows, shots=intent.rows * (shots or 0))
-            step.add(done)
-            self.counters.total.add(done)
-            parts.append(expectations)
+        for intent in intents:
+            if len(submitted) - len(parts) >= pending_limit:
+                parts.append(self.collect(*submitted[len(parts)], submit, n_observables, shots, step))
+            submitted.append((intent, self.recover(intent, n_observables) or submit(intent)))
+        parts += [self.collect(intent, job, submit, n_observables, shots, step) for intent, job in submitted[len(parts):]]
         if not parts:
             return np.zeros((0, n_observables))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def collect(self, intent: JobIntent, job: BackendJob, submit: Callable[[JobIntent], BackendJob],
+                n_observables: int, shots: Optional[int], step: JobCounts) -> np.ndarray:
+        """The job's values, counted into the step's and the runner's totals."""
+        expectations = self.result_of(intent, job, submit, n_observables)
+        done = JobCounts(jobs=1, circuits=intent.rows, shots=intent.rows * (shots or 0))
+        step.add(done)
+        self.counters.total.add(done)
+        return expectations
 
     def result_of(self, intent: JobIntent, job: BackendJob, submit: Callable[[JobIntent], BackendJob],
                   n_observables: int) -> np.ndarray:
@@ -325,7 +359,7 @@ class CircuitRunner:
             raise RuntimeError(f"backend {self.backend.name} returned {expectations.shape} for "
                                f"{intent.rows} rows x {n_observables} observables")
         if not isinstance(job, FinishedJob):
-            self.job_hook.after_result(intent, job.job_id, expectations, job.quantum_seconds())
+            self.job_hook.after_result(intent, job.job_id, expectations, job.usage())
         return expectations
 
     def recover(self, intent: JobIntent, n_observables: int):
@@ -341,7 +375,7 @@ class CircuitRunner:
         else:   # journaled as intended, never as submitted: a kill may have come between the two
             job = self.backend.find(job_tag(intent), intent.rows, n_observables)
             if job is not None:
-                self.job_hook.after_submit(intent, job.job_id)
+                self.job_hook.after_submit(intent, job.job_id, getattr(job, "session_id", None))
         if job is not None:
             self.counters.reattached += 1
         return job

@@ -97,10 +97,10 @@ class RecordingHook(JobHook):
     def before_submit(self, intent):
         self.events.append(("intent", intent.index, intent.row_start, intent.row_stop))
 
-    def after_submit(self, intent, job_id):
+    def after_submit(self, intent, job_id, session_id=None):
         self.events.append(("submitted", intent.index, job_id))
 
-    def after_result(self, intent, job_id, expectations, quantum_seconds=None):
+    def after_result(self, intent, job_id, expectations, usage=None):
         self.events.append(("result", intent.index, job_id, expectations.shape))
 
 
@@ -115,6 +115,22 @@ def test_job_hook_sees_intent_then_job_id_then_result_for_every_job():
     assert all(submitted.values()) and len(set(submitted.values())) == 2
     assert [(e[1], e[2], e[3]) for e in hook.events if e[0] == "result"] == [
         (0, submitted[0], (456, 4)), (1, submitted[1], (456, 4))]
+
+
+def test_no_more_jobs_pending_at_once_than_the_backend_allows():
+    """IBM's Open plan allows a few pending jobs per instance: the runner waits for the oldest job's
+    result before it submits past the backend's max_pending_jobs, and keeps the rows in order."""
+    hook = RecordingHook()
+    s = runner(max_parameter_sets_per_job=400, job_hook=hook)   # 912 rows: 3 jobs
+    expected = s.values_and_jacobian(*w1_batch())
+    s.backend.max_pending_jobs = 2
+    hook.events.clear()
+    limited = s.values_and_jacobian(*w1_batch())
+    kinds = [e[0] for e in hook.events]
+    assert kinds == ["intent", "submitted", "intent", "submitted", "result", "intent", "submitted", "result",
+                     "result"]
+    np.testing.assert_array_equal(limited.values, expected.values)
+    np.testing.assert_array_equal(limited.jacobian, expected.jacobian)
 
 
 # --- the Aer backend ---------------------------------------------------------------------------

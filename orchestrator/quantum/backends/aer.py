@@ -233,7 +233,8 @@ class AerBackend(Backend):
 
     # the runner's entry point
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None):
+               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None,
+               max_seconds: Optional[float] = None):
         table = np.asarray(parameter_table, dtype=np.float64)
         if len(table) == 0:
             return AerEmptyJob(len(observables))
@@ -341,7 +342,16 @@ class AerFamily:
         return 0.0
 
     def listing(self, config: Config) -> list[dict]:
-        return [{"name": AER_SIMULATOR, "qubits": None, "status": "local simulator", "queue": None}]
+        return [{"name": AER_SIMULATOR, "qubits": None, "processor": None, "status": "local simulator", "queue": None}]
+
+    def device_name(self, config: Config) -> str:
+        return config.quantum.backend
+
+    def qpu_seconds_left(self, config: Config) -> Optional[float]:
+        return None     # a simulator: no QPU time
+
+    def queue_wait_seconds(self, config: Config) -> float:
+        return 0.0
 
     def fake_twin(self, backend: str) -> Optional[str]:
         return None
