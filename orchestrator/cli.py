@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     backends.add_argument("--json", action="store_true", help="one JSON object per backend, one per line")
     backends.set_defaults(func=cmd_backends)
 
+    usage = commands.add_parser("usage", help="your IBM Quantum instance's QPU usage in its current window, and "
+                                              "what is left (IBM's Open plan: 600 s per rolling 28 days)")
+    usage.add_argument("--config", metavar="F", help="run config whose runtime section names the instance / url")
+    usage.add_argument("--backend", metavar="NAME", help="also this ibm_<device>'s status and queue")
+    usage.add_argument("--set", dest="overrides", action="append", default=[], metavar="runtime.KEY=VALUE",
+                       help="override a runtime setting, e.g. --set runtime.url=http://... (repeatable)")
+    usage.add_argument("--json", action="store_true", help="the usage as one JSON object")
+    usage.set_defaults(func=cmd_usage)
+
     add_run_listing_commands(commands)
     add_sweep_command(commands)
     estimate = commands.add_parser("estimate", help="jobs, circuits, shots and QPU time a run would cost, before spending any")
@@ -197,7 +206,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.pipeline import RUN, data_name, preflight, prepare, resolve, with_vectors
     from orchestrator.run_dir import RunDir, default_run_dir
-    from orchestrator.training.phases import is_planned, plan_run, train_run
+    from orchestrator.training.phases import account_budget, is_planned, plan_run, train_run
     from orchestrator.training.report import report_table
 
     config = loaded_config(args)
@@ -207,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with run_dir.claimed():     # created and locked first; gone again if this fails before training
         prepared = prepare(config, progress=not args.quiet, embed=False)
         config = resolve(config, prepared, name=name)   # what config.yaml records: what 'auto' turned out to be
+        config = account_budget(config, prepared.split)  # an Open-plan instance: what is left of its window
         plan = plan_run(config, prepared.split) if is_planned(config) else None   # a plan past the budget stops here
         prepared = with_vectors(prepared, config, progress=not args.quiet)
         summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
@@ -325,13 +335,23 @@ def cmd_backends(args: argparse.Namespace) -> int:
         if note:
             print(note, file=sys.stderr)
         return 0
-    print(f"{'backend':<22} {'qubits':>6}  {'queue':>5}  status")
+    print(f"{'backend':<22} {'qubits':>6}  {'processor':<13} {'queue':>5}  status")
     for row in rows:
         qubits = "" if row["qubits"] is None else str(row["qubits"])
         queue = "" if row["queue"] is None else str(row["queue"])
-        print(f"{row['name']:<22} {qubits:>6}  {queue:>5}  {row['status']}")
+        print(f"{row['name']:<22} {qubits:>6}  {row.get('processor') or '':<13} {queue:>5}  {row['status']}")
     if note:
         print(note, file=sys.stderr)
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.quantum.backends.ibm import describe_usage, instance_usage
+
+    config = load_config(args.config, args.overrides)
+    usage = instance_usage(config, args.backend)
+    print(json.dumps(usage) if args.json else "\n".join(describe_usage(usage)))
     return 0
 
 
@@ -392,11 +412,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.pipeline import ESTIMATE, preflight, prepare
     from orchestrator.quantum.estimate import describe, estimate_dict
-    from orchestrator.training.phases import describe_plan, is_planned, plan_run
+    from orchestrator.training.phases import account_budget, describe_plan, is_planned, plan_run
 
     config = loaded_config(args)
     preflight(config, ESTIMATE)
     prepared = prepare(config, embed=False)
+    config = account_budget(config, prepared.split)
     plan = plan_run(config, prepared.split) if is_planned(config) else None
     if args.json:
         print(json.dumps(dict(estimate_dict(config, prepared.split),

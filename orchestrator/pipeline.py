@@ -115,13 +115,16 @@ def resolve(config: Config, prepared: Optional["Prepared"] = None, *, name: Opti
             ray_address: Optional[str] = None) -> Config:
     """The run's final config, frozen: `config` with what its settings turned out to be. The data
     file as an absolute path and the format it was read as (`prepared`), the concrete pooling
-    ('auto' made the model's own), the cache folder and MLflow's store as absolute paths (a sweep's
+    ('auto' made the model's own), the device (ibm_least_busy: the one it picked), the cache folder and MLflow's store as absolute paths (a sweep's
     trial runs in a folder of its own; eval may run from another), the run's `name`, and the Ray
     cluster given now (`ray_address`, which wins over the one recorded)."""
     from orchestrator.training.trackers import mlflow_tracking_uri
 
+    from orchestrator.quantum.backends import backend_family
+
     e, t = config.embedding, config.train
     changes = {"embedding.pooling": resolve_model(e.model, e.revision).pooling(e.pooling),
+               "quantum.backend": backend_family(config.quantum.backend).device_name(config),
                "embedding.cache_dir": str(Path(e.cache_dir).expanduser().resolve())}
     if prepared is not None:
         changes["data.format"] = prepared.dataset.format

@@ -175,6 +175,8 @@ class RuntimeConfig(ConfigSection):
                           "ibm_quantum_platform; IBM Cloud: ibm_cloud)")
     instance: Optional[Text] = Field(None, description="CRN or instance name; empty: QISKIT_IBM_INSTANCE "
                                                        "or the saved account")
+    url: Optional[Text] = Field(None, description="the service's URL (on-premises, staging, a local platform); "
+                                                  "empty: QISKIT_IBM_URL, the saved account, else IBM's cloud")
     execution_mode: Literal["auto", "session", "batch", "job"] = Field(
         "auto", description="auto (a session where the account may open one, else batch, else job: "
                             "IBM's Open plan refuses sessions) | session | batch | job")
@@ -189,6 +191,8 @@ class RuntimeConfig(ConfigSection):
     twirling: Flag = Field(False, description="gate and measurement twirling")
     max_qpu_seconds: Optional[Number] = Field(None, gt=0, description="stop (resumably) before the run "
                                                                       "would spend more")
+    max_pending_jobs: Optional[Int] = Field(None, ge=1, description="jobs queued or running at once; empty: 3 on "
+                                                                    "an Open-plan instance, else no limit")
     retries: Int = Field(3, ge=0, description="per job, for transient failures")
     retry_backoff_seconds: Number = Field(2.0, ge=0, description="doubled after each failed attempt")
 

@@ -117,6 +117,8 @@ def estimate_dict(config: Config, split: Split) -> dict:
     if family.remote:
         per_shot, per_job = device_seconds_per_shot(config)
         result["qpu_seconds"] = {name: qpu_seconds(w, shots, per_shot, per_job) for name, w in parts.items()}
+        result["wall_seconds"] = {name: wall_seconds(config, w.jobs, result["qpu_seconds"][name])
+                                  for name, w in parts.items()}
     return result
 
 
@@ -143,8 +145,11 @@ def describe(config: Config, split: Split) -> list[str]:
     per_shot, per_job = device_seconds_per_shot(config)
     lines.append(f"QPU time if every step ran on the device (estimate: {per_job:g} s per job + shots x "
                  f"{per_shot * 1e6:.0f} us per shot, repetition delay + circuit duration on {q.backend}):")
+    queue = backend_family(q.backend).queue_wait_seconds(config)
+    lines.append(f"  {'':<22} {'QPU':>10} {'wall (queue ~' + duration(queue) + ' a job)':>28}")
     for label, work in (("one training step", plan.step), ("one epoch", plan.epoch), ("whole run", plan.run)):
-        lines.append(f"  {label:<22} {duration(qpu_seconds(work, shots, per_shot, per_job))}")
+        qpu = qpu_seconds(work, shots, per_shot, per_job)
+        lines.append(f"  {label:<22} {duration(qpu):>10} {duration(wall_seconds(config, work.jobs, qpu)):>28}")
     return lines
 
 
@@ -170,6 +175,16 @@ def phase_workload(config: Config, split: Split, steps: int) -> PhaseWorkload:
     eval_shots = q.eval_shots or q.shots or 0
     return PhaseWorkload(jobs=step.jobs * steps + evaluation.jobs, circuits=step.circuits * steps + evaluation.circuits,
                          shots=step.circuits * steps * (q.shots or 0) + evaluation.circuits * eval_shots)
+
+
+ROUND_TRIP_SECONDS = 3.0   # the client's part of a job: submit, poll until done, fetch the result
+
+
+def wall_seconds(config: Config, jobs: int, qpu: float) -> float:
+    """Expected wall time of `jobs` jobs submitted one after another (a training step waits for its
+    job) costing `qpu` QPU seconds in all: each waits through the device's current queue (its
+    family's estimate) and a client round trip."""
+    return jobs * (backend_family(config.quantum.backend).queue_wait_seconds(config) + ROUND_TRIP_SECONDS) + qpu
 
 
 def device_seconds_per_shot(config: Config) -> tuple[float, float]:

@@ -49,6 +49,7 @@ class PhasePlan:
     circuits: int = 0
     shots: int = 0
     qpu_seconds: float = 0.0                # estimated; 0 off the device
+    wall_seconds: float = 0.0               # estimated wall time on the device (queue, QPU, round trips)
 
     @property
     def folder(self) -> str:
@@ -60,7 +61,7 @@ class PhasePlan:
                 "gradient": self.config.quantum.gradient, "shots": self.config.quantum.shots,
                 "eval_shots": self.config.quantum.eval_shots,
                 "estimate": {"jobs": self.jobs, "circuits": self.circuits, "shots": self.shots,
-                             "qpu_seconds": self.qpu_seconds}}
+                             "qpu_seconds": self.qpu_seconds, "wall_seconds": self.wall_seconds}}
 
 
 def is_planned(config: Config) -> bool:
@@ -106,8 +107,11 @@ def hardware_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
     """Phase 3, the device: as many steps as the budget allows (or hardware.steps), then validation and test."""
     steps, work, seconds = fit_hardware_steps(phase_config(config, config.quantum.backend, None, 0), split,
                                               config.runtime.max_qpu_seconds, config.hardware.steps)
+    from orchestrator.quantum.estimate import wall_seconds
+
     return PhasePlan(number, "hardware", phase_config(config, config.quantum.backend, None, steps), steps=steps,
-                     jobs=work.jobs, circuits=work.circuits, shots=work.shots, qpu_seconds=seconds)
+                     jobs=work.jobs, circuits=work.circuits, shots=work.shots, qpu_seconds=seconds,
+                     wall_seconds=wall_seconds(config, work.jobs, seconds))
 
 
 # A device run's phases, in order; a phase may leave itself out of a plan (None). Its number is its place here.
@@ -142,6 +146,8 @@ def estimated(phase: PhasePlan, split) -> PhasePlan:
 
 def describe_plan(plan: list[PhasePlan], budget: Optional[float]) -> list[str]:
     """`orchestrate estimate`'s table of a device run's phases."""
+    from orchestrator.quantum.estimate import duration
+
     lines = [f"plan of the run (runtime.max_qpu_seconds = {'none' if budget is None else f'{budget:g} s'}):",
              f"  {'phase':<18} {'backend':<32} {'steps':>9} {'jobs':>7} {'circuits':>10} {'shots':>14} {'QPU s':>8}"]
     for phase in plan:
@@ -153,7 +159,35 @@ def describe_plan(plan: list[PhasePlan], budget: Optional[float]) -> list[str]:
                      f"{phase.shots:>14,} {phase.qpu_seconds:>8.0f}")
     lines.append(f"  QPU seconds in all: about {sum(p.qpu_seconds for p in plan):.0f} (device steps at "
                  f"hardware.shots, validation and test at hardware.eval_shots); nothing is submitted past the budget")
+    for phase in plan:
+        if phase.wall_seconds:
+            lines.append(f"  {phase.folder}: about {duration(phase.wall_seconds)} of wall time on the device "
+                         f"({phase.jobs} round trips through its current queue)")
     return lines
+
+
+def account_budget(config: Config, split) -> Config:
+    """`config` with runtime.max_qpu_seconds as the account allows. On an instance with a usage
+    limit (IBM's Open plan: 600 QPU s per rolling 28 days) the budget is what is left of the window
+    when none is set, and never more than that; a device run that needs more than is left even
+    without training steps is refused here, before anything is written."""
+    left = backend_family(config.quantum.backend).qpu_seconds_left(config)
+    if left is None:
+        return config
+    budget = config.runtime.max_qpu_seconds
+    if is_planned(config):
+        least = fit_hardware_steps(phase_config(config, config.quantum.backend, None, 0), split, None,
+                                   config.hardware.steps or 0)[2]
+        if least > left:
+            raise UserError(f"the device run needs about {least:.0f} QPU s, but only {left:.0f} s are left in this "
+                            f"instance's usage window (IBM's Open plan: 600 s per rolling 28 days); see "
+                            f"`orchestrate usage`")
+    if budget is not None and budget <= left:
+        return config
+    if budget is not None:
+        log.warning(f"runtime.max_qpu_seconds = {budget:g} is more than the {left:.0f} s left in this instance's "
+                    f"usage window: the run keeps to {left:.0f} s")
+    return derive(config, {"runtime.max_qpu_seconds": round(left, 3)})
 
 
 def fit_hardware_steps(config: Config, split, budget: Optional[float], steps: Optional[int]):

@@ -98,6 +98,9 @@ class FakeCloudService(QiskitRuntimeLocalService):
             devices.append(device)
         return devices
 
+    def usage(self) -> dict:
+        return {}   # no usage limit
+
     def job(self, job_id: str) -> CloudJob:
         if not (self.root / "jobs" / f"{job_id}.pkl").is_file():
             raise RuntimeJobNotFound(f"Job not found: {job_id}")
@@ -217,7 +220,7 @@ def install(root: Path, patch=setattr) -> FakeCloudService:
     from orchestrator.quantum.backends import ibm
 
     cloud = FakeCloudService(root)
-    patch(ibm, "connect_service", lambda channel=None, instance=None: cloud)
+    patch(ibm, "connect_service", lambda runtime: cloud)
     patch(session_module, "QiskitRuntimeLocalService", lambda: cloud)        # Session / Batch on a local device
     patch(local_service_module, "QiskitRuntimeLocalService", lambda: cloud)  # job mode (primitives on a device)
     return cloud

@@ -66,8 +66,12 @@ def test_backends_lists_devices_with_qubits_status_and_queue(tmp_path, capsys, m
     assert main(["backends"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows["ibm_fez"].split()[1] == "156" and "online" in rows["ibm_fez"]
-    assert rows["ibm_fez"].split()[2].isdigit()                      # the queue length
+    assert rows["ibm_fez"].split()[2:5] == ["Heron", "r2", rows["ibm_fez"].split()[4]]
+    assert rows["ibm_fez"].split()[4].isdigit()                      # the queue length
     assert "local" in rows["fake_kingston"] and "aer_simulator" in rows
+    # every fake device of the installed provider, the Heron r3 and Nighthawk ones included
+    assert rows["fake_pittsburgh"].split()[1:4] == ["156", "Heron", "r3"]
+    assert rows["fake_miami"].split()[1:4] == ["120", "Nighthawk", "r1"]
 
 
 def test_a_token_in_a_config_is_refused(capsys, tmp_path):

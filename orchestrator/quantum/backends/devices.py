@@ -4,6 +4,8 @@ orchestrator/core/backend_names.py.)
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from orchestrator.core.errors import UserError
 
 # helper classes of the fake provider that are not devices
@@ -35,3 +37,13 @@ def resolve_fake_device(name: str):
     return fake_device_class(name)()
 
 
+
+
+def processor_of(device) -> Optional[str]:
+    """The device's processor as IBM names it ("Heron r2", "Nighthawk r1"), from its configuration."""
+    try:
+        processor = getattr(device.configuration(), "processor_type", None) or {}
+    except Exception:
+        return None
+    family, revision = processor.get("family"), processor.get("revision")
+    return None if not family else f"{family} r{revision}" if revision is not None else str(family)

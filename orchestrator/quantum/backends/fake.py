@@ -15,7 +15,8 @@ from qiskit.quantum_info import SparsePauliOp
 from orchestrator.config import Config
 from orchestrator.core.backend_names import names_of
 from orchestrator.core.errors import UserError
-from orchestrator.quantum.backends.devices import fake_device_class, fake_device_names, resolve_fake_device
+from orchestrator.quantum.backends.devices import (fake_device_class, fake_device_names, processor_of,
+                                                   resolve_fake_device)
 from orchestrator.quantum.backends.rehearsal import (RehearsalDevice, active_qubits, compact_circuit,
                                                      compact_observable)
 from orchestrator.quantum.backends.runtime import DeviceFamily, RuntimeBackend, check_device_capacity
@@ -71,8 +72,12 @@ class FakeFamily(DeviceFamily):
                                  q.max_parameter_sets_per_job, seed=q.seed)
 
     def listing(self, config: Config) -> list[dict]:
-        return [{"name": name, "qubits": resolve_fake_device(name).num_qubits,
-                 "status": "local (fake device: its noise, offline)", "queue": None} for name in fake_device_names()]
+        rows = []
+        for name in fake_device_names():
+            device = resolve_fake_device(name)
+            rows.append({"name": name, "qubits": device.num_qubits, "processor": processor_of(device),
+                         "status": "local (fake device: its noise, offline)", "queue": None})
+        return rows
 
     def fake_twin(self, backend: str) -> Optional[str]:
         return backend

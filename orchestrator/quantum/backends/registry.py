@@ -15,6 +15,9 @@ One object per family answers everything the rest of the project asks of a backe
                        runtime.max_qpu_seconds; a run on it is a plan of phases (training/phases.py)
     default_shots(config), seconds_per_shot(config), job_overhead_s    what `estimate` charges
     listing(config)    its rows of `orchestrate backends`
+    device_name(config)        the device a run uses (ibm_least_busy picks one; resolve records it)
+    qpu_seconds_left(config)   what the account's usage window leaves (IBM's Open plan), or None
+    queue_wait_seconds(config) how long a job is expected to wait in the device's queue now
     fake_twin(name)    the fake device whose noise stands for it on Aer (a plan's noisy phase)
 
 Adding a family: its module (a Backend and the family object), one line in FAMILIES below, and its
@@ -52,6 +55,12 @@ class BackendFamily(Protocol):
 
     def listing(self, config: Config) -> list[dict]: ...
 
+    def device_name(self, config: Config) -> str: ...
+
+    def qpu_seconds_left(self, config: Config) -> Optional[float]: ...
+
+    def queue_wait_seconds(self, config: Config) -> float: ...
+
     def fake_twin(self, backend: str) -> Optional[str]: ...
 
 
@@ -81,10 +90,11 @@ def make_runner(config: Config, run_dir: Optional[Path] = None) -> CircuitRunner
     q = config.quantum
     family = backend_family(q.backend)
     journal = None
+    backend = family.make(config)
     if run_dir is not None and family.remote:
         from orchestrator.quantum.journal import JobJournal
 
-        journal = JobJournal(run_dir, config.runtime.max_qpu_seconds)
-    return CircuitRunner(build_dressed_circuit(QuantumSpec.of(q)), family.make(config),
+        journal = JobJournal(run_dir, config.runtime.max_qpu_seconds, backend.session_seconds)
+    return CircuitRunner(build_dressed_circuit(QuantumSpec.of(q)), backend,
                                    optimization_level=q.optimization_level, job_hook=journal,
                                    gradient=gradient_method(q, config.train.seed), eval_shots=q.eval_shots)

@@ -21,6 +21,7 @@ import os
 import random
 import re
 import time
+from datetime import datetime
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ from orchestrator.core.errors import BackendFailure, UserError, first_line
 from orchestrator.core.paulis import measurement_bases
 from orchestrator.quantum.backends.estimator import estimator_pub, expectations_from_pub_result
 from orchestrator.quantum.circuits import DEFAULT_TRANSPILE_CACHE, QuantumSpec, build_dressed_circuit
-from orchestrator.quantum.runner import Backend, BackendJob
+from orchestrator.quantum.runner import Backend, BackendJob, JobUsage
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,12 @@ def check_device_capacity(device, name: str, n_qubits: int, shots: int) -> None:
 # --- jobs --------------------------------------------------------------------------------------
 
 class RuntimeJob(BackendJob):
-    """A submitted (or re-attached) Estimator job: its id, its values, its QPU seconds."""
+    """A submitted (or re-attached) Estimator job: its id, its values, what it cost."""
 
-    def __init__(self, job, n_rows: int, n_observables: int) -> None:
+    def __init__(self, job, n_rows: int, n_observables: int, session_id: Optional[str] = None) -> None:
         self._job = job
         self.job_id = job.job_id()
+        self.session_id = session_id
         self._shape = (n_rows, n_observables)
 
     def result(self) -> np.ndarray:
@@ -109,14 +111,36 @@ class RuntimeJob(BackendJob):
             raise RuntimeError(f"job {self.job_id} returned {expectations.shape}, expected {self._shape}")
         return expectations
 
-    def quantum_seconds(self) -> Optional[float]:
-        """QPU seconds billed for the job from its usage metrics; None when not reported (local mode)."""
+    def usage(self, wait_seconds: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> JobUsage:
+        """The QPU seconds the service bills for the job (`job.usage()`, final once its usage
+        metrics say so: asked again for up to `wait_seconds`) and its time in the queue; nothing in
+        local testing mode, which bills nothing."""
+        from qiskit_ibm_runtime import RuntimeJobV2
+
+        if not isinstance(self._job, RuntimeJobV2):   # local testing mode's jobs say 0 s: nothing is billed
+            return JobUsage(session_id=self.session_id)
         try:
-            usage = (self._job.metrics() or {}).get("usage") or {}
-        except Exception:
-            return None
-        seconds = usage.get("quantum_seconds", usage.get("seconds"))
-        return float(seconds) if seconds is not None else None
+            deadline = time.monotonic() + wait_seconds
+            metrics = self._job.metrics() or {}
+            while (metrics.get("usage") or {}).get("status", "final") == "pending" and time.monotonic() < deadline:
+                sleep(0.5)
+                metrics = self._job.metrics() or {}
+            billed = self._job.usage(partial=(metrics.get("usage") or {}).get("status") == "pending")
+        except Exception as problem:   # the values are in; what they cost is asked again of the journal's estimate
+            log.warning(f"could not read the usage of job {self.job_id}: {scrub(first_line(problem))}")
+            return JobUsage(session_id=self.session_id)
+        return JobUsage(billed_seconds=float(billed) if billed is not None else None,
+                        queue_seconds=queue_seconds(metrics.get("timestamps") or {}), session_id=self.session_id)
+
+
+def queue_seconds(timestamps: dict) -> Optional[float]:
+    """Seconds from a job's creation to its start on the device, from its metrics' timestamps."""
+    try:
+        created, running = (datetime.fromisoformat(str(timestamps[k]).replace("Z", "+00:00"))
+                            for k in ("created", "running"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, (running - created).total_seconds())
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -138,6 +162,53 @@ def is_transient(problem: BaseException) -> bool:
     if status is not None:
         return status in TRANSIENT_STATUS or status >= 500
     return any(word in str(problem).lower() for word in TRANSIENT_WORDS)
+
+
+MAX_THROTTLE_WAITS = 120        # 429s / pending-limit refusals waited out per action before giving up
+DEFAULT_THROTTLE_SECONDS = 15.0  # when the service asks to wait without saying how long
+PENDING_LIMIT_WORDS = ("pending jobs", "pending job limit", "too many jobs", "maximum number of pending",
+                       "max pending")
+MAX_EXECUTION_TIME = 3 * 3600   # the service's own cap of a job's QPU time
+
+
+def throttle_seconds(problem: BaseException) -> Optional[float]:
+    """How long the service asks the client to wait before trying again (429 Too Many Requests,
+    with its Retry-After header; the plan's pending-jobs limit), or None if it did not ask."""
+    if not is_throttled(problem):
+        return None
+    for error in error_chain(problem):
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        found = re.search(r"retry[- ]after\W+(\d+(?:\.\d+)?)", str(error).lower())
+        for value in (retry_after, found.group(1) if found else None):
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                pass
+    return DEFAULT_THROTTLE_SECONDS
+
+
+def is_throttled(problem: BaseException) -> bool:
+    return any(getattr(getattr(e, "response", None), "status_code", None) == 429 or getattr(e, "status_code", None) == 429
+               or "429 client error" in str(e).lower() or any(w in str(e).lower() for w in PENDING_LIMIT_WORDS)
+               for e in error_chain(problem))
+
+
+def error_chain(problem: BaseException) -> list[BaseException]:
+    """`problem` and the errors it was raised from (the client wraps requests' HTTPError)."""
+    chain, error = [], problem
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def max_execution_time(max_seconds: Optional[float]) -> Optional[int]:
+    """A job's max_execution_time (whole seconds, at least 1, at most the service's cap) from what
+    the budget leaves; None: no budget."""
+    if max_seconds is None:
+        return None
+    return int(min(MAX_EXECUTION_TIME, max(1, math.floor(max_seconds))))
 
 
 class RuntimeBackend(Backend):
@@ -189,21 +260,50 @@ class RuntimeBackend(Backend):
         return self._estimator
 
     def submit(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
-               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None) -> RuntimeJob:
+               parameter_table: np.ndarray, shots: Optional[int], tag: Optional[str] = None,
+               max_seconds: Optional[float] = None) -> RuntimeJob:
         circuit, observables = self.prepared(circuit, observables)
         # shots other than the Estimator's default (validation at fewer shots) travel with the PUB
         precision = None if shots is None or shots == self.shots else shots ** -0.5
         pub = estimator_pub(circuit, observables, parameter_table, precision)
-        job = self.with_retries("submit a job", lambda: self.run_in_mode(pub, tag))
-        return RuntimeJob(job, len(parameter_table), len(observables))
+        attempts = 0
 
-    def run_in_mode(self, pub: tuple, tag: Optional[str] = None):
+        def submit_once():
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and tag:   # the service may have taken the job whose answer was lost
+                taken = self.tagged_job(tag)
+                if taken is not None:
+                    log.warning(f"{self.name}: the service had taken job {taken.job_id()} before the "
+                                f"connection failed; not submitting it again")
+                    return taken
+            return self.run_in_mode(pub, tag, max_seconds)
+
+        job = self.with_retries("submit a job", submit_once)
+        return RuntimeJob(job, len(parameter_table), len(observables), self.dedicated_session_id())
+
+    def tagged_job(self, tag: str):
+        """The service's newest job carrying `tag` (None where jobs cannot be looked up: local mode)."""
+        return None
+
+    def dedicated_session_id(self) -> Optional[str]:
+        """The id of the open dedicated Session (billed by its elapsed time), None in batch or job mode."""
+        from qiskit_ibm_runtime import Batch, Session
+
+        mode = self._mode
+        if isinstance(mode, Session) and not isinstance(mode, Batch):
+            return getattr(mode, "session_id", None)
+        return None
+
+    def run_in_mode(self, pub: tuple, tag: Optional[str] = None, max_seconds: Optional[float] = None):
         """Submit `pub` in the current execution mode; under `auto`, a mode the account may not
-        open (the Open plan refuses sessions) gives way to the next one: session, batch, job."""
+        open (the Open plan refuses sessions) gives way to the next one: session, batch, job.
+        `max_seconds` becomes the job's max_execution_time: the service cancels it past that."""
         while True:
             try:
                 estimator = self.estimator()
                 estimator.options.environment.job_tags = [tag] if tag else []
+                estimator.options.max_execution_time = max_execution_time(max_seconds)
                 return estimator.run([pub])
             except Exception as problem:
                 if not is_mode_refusal(problem):
@@ -218,23 +318,34 @@ class RuntimeBackend(Backend):
                             f"running in {self.mode} mode instead")
 
     def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
-        """`action()`, retried on transient errors (network, 5xx, 429, a full queue) with doubling,
-        jittered backoff; a permanent error (a bad request, no permission, not found) fails at once.
-        Either way a BackendFailure with the service's message: the run stops resumably."""
-        delay = self.runtime.retry_backoff_seconds
-        for attempt in range(self.runtime.retries + 1):
+        """`action()`, retried on transient errors (network, 5xx, a full queue) with doubling,
+        jittered backoff; the service asking the client to wait (429 with Retry-After, the plan's
+        pending-jobs limit) is waited out without counting as a failed attempt; a permanent error
+        (a bad request, no permission, not found) fails at once. Either way a BackendFailure with
+        the service's message: the run stops resumably."""
+        delay, failures, waits = self.runtime.retry_backoff_seconds, 0, 0
+        while True:
             try:
                 return action()
             except (UserError, KeyboardInterrupt):
                 raise
             except Exception as problem:
                 last = problem
+                wait = throttle_seconds(problem)
+                if wait is not None and waits < MAX_THROTTLE_WAITS:
+                    waits += 1
+                    log.info(f"{self.name}: the service asks to wait before it takes more ({scrub(first_line(problem))}); "
+                             f"waiting {wait:.0f} s")
+                    self._sleep(wait)
+                    continue
                 if not is_transient(problem):
                     raise BackendFailure(f"{self.name}: could not {what}: {scrub(first_line(problem))} "
                                          f"(not retried: the service refused it)") from None
-                if attempt < self.runtime.retries:
-                    self._sleep(delay * random.uniform(0.5, 1.5))   # jitter: retries of many runs spread out
-                    delay *= 2
+                failures += 1
+                if failures > self.runtime.retries:
+                    break
+                self._sleep(delay * random.uniform(0.5, 1.5))   # jitter: retries of many runs spread out
+                delay *= 2
         raise BackendFailure(f"{self.name}: could not {what} after {self.runtime.retries + 1} attempts: "
                              f"{scrub(first_line(last))}")
 
@@ -292,3 +403,15 @@ class DeviceFamily:
 
     def make(self, config: Config) -> RuntimeBackend:
         raise NotImplementedError
+
+    def device_name(self, config: Config) -> str:
+        """The device a run on quantum.backend uses (ibm_least_busy picks one)."""
+        return config.quantum.backend
+
+    def qpu_seconds_left(self, config: Config) -> Optional[float]:
+        """What the account's usage window leaves (None: no limit, or none known)."""
+        return None
+
+    def queue_wait_seconds(self, config: Config) -> float:
+        """Expected seconds a job waits in the device's queue now (0: local testing mode, no queue)."""
+        return 0.0
