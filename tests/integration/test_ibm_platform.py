@@ -1,0 +1,244 @@
+"""The local IBM Quantum Platform (tests/support/ibm_platform.py) driven by the unmodified
+qiskit-ibm-runtime client over real HTTP: IAM and service construction, backends, executor
+Estimator jobs in job / Batch / Session mode and their billing, the Open plan's rules, the fault
+switches, the ledger, a restart, and the `python -m` entry point."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.support.ibm_platform import (FAILED_JOB_BILLED_S, JOB_OVERHEAD_S, OPERATIONAL_FAMILIES, OpenPlanLimits,
+                                        PlatformFiles, start_platform)
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMETER_SETS = np.array([[0.1, 0.2], [1.0, 2.0], [0.5, 0.5]])
+SHOTS = 100
+
+
+# --- fixtures and helpers ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def paid(tmp_path_factory):
+    with start_platform(tmp_path_factory.mktemp("paid-platform"), plan="paid") as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def service(paid):
+    return paid.service()
+
+
+@pytest.fixture(scope="module")
+def fez(service):
+    return service.backend("ibm_fez")
+
+
+@pytest.fixture(scope="module")
+def pub(fez):
+    """A 2-qubit circuit transpiled for ibm_fez, two observables, three parameter sets."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ParameterVector
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    theta = ParameterVector("t", 2)
+    circuit = QuantumCircuit(2)
+    circuit.ry(theta[0], 0)
+    circuit.ry(theta[1], 1)
+    circuit.cx(0, 1)
+    isa = generate_preset_pass_manager(optimization_level=1, backend=fez, seed_transpiler=7).run(circuit)
+    observables = [SparsePauliOp("ZZ").apply_layout(isa.layout), SparsePauliOp("XI").apply_layout(isa.layout)]
+    return isa, [[observable] for observable in observables], PARAMETER_SETS
+
+
+def exact_values() -> np.ndarray:
+    """<ZZ>, <XI> (qubit 1's X) of ry(a) x ry(b) then CX, noise-free: (2, rows)."""
+    a, b = PARAMETER_SETS[:, 0], PARAMETER_SETS[:, 1]
+    return np.array([np.cos(b), np.sin(a) * np.sin(b)])
+
+
+@pytest.fixture(autouse=True)
+def no_faults(request):
+    """Every test starts and ends with no faults switched on in the platforms it uses."""
+    platforms = [request.getfixturevalue(name) for name in ("paid",) if name in request.fixturenames]
+    for platform in platforms:
+        platform.set_faults({})
+    yield
+    for platform in platforms:
+        platform.set_faults({})
+
+
+def estimator(mode, tag=None, shots=SHOTS, **options):
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    est = Estimator(mode=mode)
+    est.options.default_shots = shots
+    est.options.resilience_level = 0
+    est.options.environment.job_tags = [tag] if tag else []
+    est.options.update(**options)
+    return est
+
+
+def model_seconds(pub, est, backend) -> float:
+    """The written billing model, from the program the client's own Estimator builds for `pub`."""
+    from qiskit_ibm_runtime.executor_estimator.prepare import prepare
+
+    program, _ = prepare([pub], est.options, None, backend=backend)
+    target, rep_delay = backend.target, backend.configuration().default_rep_delay
+    seconds = JOB_OVERHEAD_S + sum(item.size() * program.shots * (rep_delay + item.circuit.estimate_duration(target, unit="s"))
+                                   for item in program.items)
+    return round(seconds, 3)
+
+
+def record_of(platform, job_id: str) -> dict:
+    return next(record for record in platform.ledger() if record["job_id"] == job_id)
+
+
+def bearer(platform) -> dict:
+    token = requests.post(platform.iam_url + "/identity/token",
+                          data={"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": platform.token}).json()
+    return {"Authorization": f"Bearer {token['access_token']}", "Service-CRN": platform.crn}
+
+
+def raw(platform, method: str, path: str, headers=None, **kwargs) -> requests.Response:
+    """A request to the runtime API by hand (requests, no client), authenticated unless told otherwise."""
+    return requests.request(method, platform.url + path, headers=headers or bearer(platform), timeout=30, **kwargs)
+
+
+def calls(platform) -> list[str]:
+    """The requests the platform served, "METHOD path status" without their query strings."""
+    split = [line.split() for line in platform.requests()]
+    return [f"{method} {path.split('?')[0]} {status}" for method, path, status in split]
+
+
+def error_code(response: requests.Response) -> int:
+    return response.json()["errors"][0]["code"]
+
+
+# --- IAM, the instance, the service ------------------------------------------------------------
+
+def test_iam_exchanges_the_api_key_for_a_bearer_token_and_refuses_a_wrong_one(paid):
+    grant = "urn:ibm:params:oauth:grant-type:apikey"
+    good = requests.post(paid.iam_url + "/identity/token", data={"grant_type": grant, "apikey": paid.token})
+    assert good.status_code == 200
+    assert {"access_token", "refresh_token", "token_type", "expires_in", "expiration"} <= set(good.json())
+    wrong = requests.post(paid.iam_url + "/identity/token", data={"grant_type": grant, "apikey": "not-the-key"})
+    assert wrong.status_code == 400
+    assert (wrong.json()["errorCode"], wrong.json()["errorMessage"]) == ("BXNIM0415E", "Provided API key could not be found.")
+
+
+def test_a_wrong_token_is_refused_at_service_construction(paid):
+    from qiskit_ibm_runtime.accounts.exceptions import InvalidAccountError
+
+    with pytest.raises(InvalidAccountError, match="valid API token"):
+        paid.service(token="not-the-key")
+    unauthenticated = raw(paid, "GET", "/backends", headers={"Authorization": "Bearer forged", "Service-CRN": paid.crn})
+    assert unauthenticated.status_code == 401
+
+
+def test_the_service_is_built_on_the_instance_by_its_crn(paid, service):
+    assert service.active_instance() == paid.crn
+    assert [(i["crn"], i["plan"]) for i in service.instances()] == [(paid.crn, "premium")]
+    called = calls(paid)
+    for expected in ("POST /identity/token 200", "POST /global-search/v3/resources/search 200",
+                     "GET /global-catalog/api/v1/local-plan-paid 200", "GET /experimental/api/v1/backends 200"):
+        assert expected in called
+
+
+def test_a_crn_of_another_region_or_an_unknown_one_is_refused(paid):
+    from qiskit_ibm_runtime.exceptions import IBMInputValueError
+
+    other_region = paid.crn.replace(":us-east:", ":eu-de:")
+    with pytest.raises(IBMInputValueError, match="does not have access to the instance"):
+        paid.service(instance=other_region)
+    for crn in (other_region, paid.crn.replace(paid.crn.split(":")[7], "00000000-0000-0000-0000-000000000000")):
+        refused = raw(paid, "GET", "/backends", headers={**bearer(paid), "Service-CRN": crn})
+        assert (refused.status_code, error_code(refused)) == (404, 1279)
+        assert crn in refused.json()["errors"][0]["message"]
+
+
+# --- backends ----------------------------------------------------------------------------------
+
+def operational_device_names() -> set[str]:
+    """ibm_<device> of every Heron / Nighthawk device of the fake provider, read from its conf file."""
+    from orchestrator.quantum.backends.devices import fake_device_names, resolve_fake_device
+
+    names = set()
+    for fake_name in fake_device_names():
+        device = resolve_fake_device(fake_name)
+        conf = json.loads((Path(device.dirname) / device.conf_filename).read_text())
+        if (conf.get("processor_type") or {}).get("family") in OPERATIONAL_FAMILIES and \
+                conf["backend_name"].startswith("ibm_"):
+            names.add(conf["backend_name"])
+    return names
+
+
+def test_the_backends_are_the_operational_devices_and_retired_ones_are_not_found(paid, service):
+    from qiskit.providers.exceptions import QiskitBackendNotFoundError
+
+    names = {backend.name for backend in service.backends()}
+    assert names == operational_device_names()
+    assert {"ibm_fez", "ibm_kingston", "ibm_torino", "ibm_miami", "ibm_berlin"} <= names
+    assert not names & {"ibm_brisbane", "ibm_sherbrooke", "ibm_manila", "ibm_kyiv"}
+    with pytest.raises(QiskitBackendNotFoundError, match="No backend matches"):
+        service.backend("ibm_brisbane")
+    retired = raw(paid, "GET", "/backends/ibm_brisbane/configuration")
+    assert (retired.status_code, error_code(retired)) == (404, 1007)
+
+
+def test_a_backend_becomes_a_target_and_reports_its_status_and_properties(paid, fez):
+    from datetime import datetime, timedelta
+
+    assert fez.target.num_qubits == 156 and "cz" in fez.target.operation_names
+    status = fez.status()
+    assert status.operational and status.status_msg == "active" and status.pending_jobs == 0
+    assert fez.properties(datetime=datetime.now() - timedelta(hours=1)) is not None
+    assert any("/backends/ibm_fez/properties?updated_before=" in line for line in paid.requests())
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+def test_an_estimator_job_runs_in_job_mode_and_is_billed_by_the_written_model(paid, fez, pub):
+    est = estimator(fez, tag="job-mode-1")
+    job = est.run([pub])
+    values = np.asarray(job.result()[0].data.evs)
+    assert values.shape == (2, 3)
+    assert np.abs(values - exact_values()).max() < 0.35      # 100 shots of a noisy device
+    record = record_of(paid, job.job_id())
+    assert (record["status"], record["mode"], record["tags"], record["backend"]) == \
+           ("Completed", "job", ["job-mode-1"], "ibm_fez")
+    assert job.usage() == record["billed_seconds"] == model_seconds(pub, est, fez)
+    metrics = job.metrics()
+    assert metrics["usage"] == {"qpu_charge_time_seconds": record["billed_seconds"], "status": "complete"}
+    stamps = metrics["timestamps"]
+    assert stamps["created"] <= stamps["running"] <= stamps["finished"]
+    assert (stamps["created"], stamps["finished"]) == (record["created_at"], record["finished_at"])
+
+
+def test_the_same_tagged_job_gives_the_same_values(fez, pub):
+    first = np.asarray(estimator(fez, tag="replayed").run([pub]).result()[0].data.evs)
+    again = np.asarray(estimator(fez, tag="replayed").run([pub]).result()[0].data.evs)
+    assert np.array_equal(first, again)
+
+
+def test_the_ledger_holds_the_newest_record_of_every_job(paid, fez, pub):
+    job = estimator(fez, tag="ledgered").run([pub])
+    job.result()
+    lines = [json.loads(line) for line in (paid.state_dir / "ledger.jsonl").read_text().splitlines()]
+    statuses = [line["status"] for line in lines if line["job_id"] == job.job_id()]
+    assert statuses[0] == "Queued" and statuses[-1] == "Completed" and "Running" in statuses
+    newest = paid.ledger()
+    assert len(newest) == len({line["job_id"] for line in lines})
+    assert [r["number"] for r in newest] == list(range(1, len(newest) + 1))
+    fields = {"job_id", "backend", "tags", "created_at", "status", "billed_seconds", "session_id", "mode"}
+    assert all(fields <= set(record) for record in newest)
+    assert paid.jobs_with_tag("ledgered") == [record_of(paid, job.job_id())]
+    assert PlatformFiles(paid.state_dir).ledger() == newest       # readable from any process
