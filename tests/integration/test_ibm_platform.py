@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.support.ibm_platform import (FAILED_JOB_BILLED_S, JOB_OVERHEAD_S, OPERATIONAL_FAMILIES, OpenPlanLimits,
-                                        PlatformFiles, start_platform)
+                                        PlatformFiles, seconds_between, start_platform)
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMETER_SETS = np.array([[0.1, 0.2], [1.0, 2.0], [0.5, 0.5]])
@@ -242,3 +242,96 @@ def test_the_ledger_holds_the_newest_record_of_every_job(paid, fez, pub):
     assert all(fields <= set(record) for record in newest)
     assert paid.jobs_with_tag("ledgered") == [record_of(paid, job.job_id())]
     assert PlatformFiles(paid.state_dir).ledger() == newest       # readable from any process
+
+
+# --- execution modes, finding jobs again, cancelling, usage ---------------------------------
+
+def session_record(platform, session_id: str) -> dict:
+    return next(record for record in platform.sessions() if record["session_id"] == session_id)
+
+
+def charged_seconds(platform) -> float:
+    """What the instance is charged, from the ledger and the sessions: job and batch jobs' billed
+    seconds, and dedicated sessions' elapsed time."""
+    jobs = sum(r["billed_seconds"] for r in platform.ledger() if r["billed_to"] == "job" and r["finished_at"])
+    sessions = [s for s in platform.sessions() if s["mode"] == "dedicated"]
+    return round(jobs + sum(session_elapsed(platform, s) for s in sessions), 3)
+
+
+def session_elapsed(platform, session: dict) -> float:
+    jobs = [r for r in platform.ledger() if r["session_id"] == session["session_id"]]
+    end = max([session["closed_at"]] + [r["finished_at"] for r in jobs if r["finished_at"]])
+    return round(seconds_between(session["created_at"], end), 3)
+
+
+def test_jobs_run_in_a_batch_which_reports_their_qpu_seconds(paid, fez, pub):
+    from qiskit_ibm_runtime import Batch
+
+    with Batch(backend=fez) as batch:
+        est = estimator(batch, tag="batched")
+        jobs = [est.run([pub]), est.run([pub])]
+        assert all(np.asarray(job.result()[0].data.evs).shape == (2, 3) for job in jobs)
+    records = [record_of(paid, job.job_id()) for job in jobs]
+    assert all((r["session_id"], r["mode"], r["billed_to"]) == (batch.session_id, "batch", "job") for r in records)
+    assert all(job.session_id == batch.session_id for job in jobs)
+    details = batch.details()
+    assert (details["mode"], details["state"], details["accepting_jobs"]) == ("batch", "closed", False)
+    assert details["usage_time"] == batch.usage() == round(sum(r["billed_seconds"] for r in records), 3)
+    assert batch.status() == "Closed"
+
+
+def test_a_dedicated_session_on_the_paid_plan_is_billed_its_elapsed_time(paid, service, fez, pub):
+    from qiskit_ibm_runtime import Session
+
+    with Session(backend=fez) as session:
+        job = estimator(session, tag="in-a-session").run([pub])
+        job.result()
+        assert session.status() == "In progress, accepting new jobs"
+    record, kept = record_of(paid, job.job_id()), session_record(paid, session.session_id)
+    assert (record["mode"], record["billed_to"], kept["state"]) == ("dedicated", "session", "closed")
+    assert job.usage() == record["billed_seconds"] > 0            # its own QPU seconds, still reported
+    elapsed = session_elapsed(paid, kept)       # created -> closed, which came after its job's end
+    assert elapsed >= round(seconds_between(kept["created_at"], record["finished_at"]), 3) > 0
+    details = session.details()
+    assert (details["mode"], details["state"]) == ("dedicated", "closed")
+    assert details["usage_time"] == session.usage() == elapsed
+    usage = service.usage()
+    assert usage["usage_consumed_seconds"] == charged_seconds(paid)
+    assert "usage_limit_seconds" not in usage and "usage_remaining_seconds" not in usage
+
+
+def test_a_job_is_found_by_its_tag_newest_first_and_reattached_by_its_id(service, fez, pub):
+    older, newer = (estimator(fez, tag="found-by-tag").run([pub]) for _ in range(2))
+    values = np.asarray(newer.result()[0].data.evs)
+    older.result()
+    assert [job.job_id() for job in service.jobs(job_tags=["found-by-tag"], limit=1)] == [newer.job_id()]
+    assert [job.job_id() for job in service.jobs(job_tags=["found-by-tag"])] == [newer.job_id(), older.job_id()]
+    assert service.jobs(job_tags=["found-by-tag", "and-another"]) == []
+    again = service.job(newer.job_id())
+    assert (again.status(), again.tags, again.primitive_id) == ("DONE", ["found-by-tag"], "executor")
+    assert np.array_equal(np.asarray(again.result()[0].data.evs), values)
+    assert again.usage() == newer.usage()
+
+
+def test_an_unknown_job_id_is_not_found(paid, service):
+    from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
+
+    with pytest.raises(RuntimeJobNotFound, match="Job not found"):
+        service.job("d0000000000000000000")
+    missing = raw(paid, "GET", "/jobs/d0000000000000000000")
+    assert (missing.status_code, error_code(missing)) == (404, 3250)
+
+
+def test_a_queued_job_is_cancelled_and_bills_nothing(paid, service, fez, pub):
+    from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
+
+    paid.set_faults({"queue_seconds": 60})
+    job = estimator(fez, tag="cancelled").run([pub])
+    assert job.status() == "QUEUED"
+    assert fez.status().pending_jobs >= 1
+    job.cancel()
+    assert service.job(job.job_id()).status() == "CANCELLED"
+    record = record_of(paid, job.job_id())
+    assert (record["status"], record["billed_seconds"]) == ("Cancelled", 0.0)
+    with pytest.raises(RuntimeInvalidStateError, match="cannot be cancelled"):
+        service.job(job.job_id()).cancel()
