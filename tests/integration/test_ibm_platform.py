@@ -335,3 +335,100 @@ def test_a_queued_job_is_cancelled_and_bills_nothing(paid, service, fez, pub):
     assert (record["status"], record["billed_seconds"]) == ("Cancelled", 0.0)
     with pytest.raises(RuntimeInvalidStateError, match="cannot be cancelled"):
         service.job(job.job_id()).cancel()
+
+
+# --- the Open plan -----------------------------------------------------------------------------
+
+@pytest.fixture
+def open_plan(tmp_path):
+    """start(**limits) -> (platform, service, ibm_fez) of an Open-plan platform, stopped after the test."""
+    platforms = []
+
+    def start(**limits):
+        platform = start_platform(tmp_path / f"open-{len(platforms)}", plan="open",
+                                  open_limits=OpenPlanLimits(**limits))
+        platforms.append(platform)
+        service = platform.service()
+        return platform, service, service.backend("ibm_fez")
+
+    yield start
+    for platform in reversed(platforms):
+        platform.stop()
+
+
+def test_the_open_plan_refuses_a_dedicated_session_and_allows_a_batch(open_plan, pub):
+    from qiskit_ibm_runtime import Batch, Session
+    from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+
+    from orchestrator.quantum.backends.runtime import is_mode_refusal
+
+    platform, service, fez = open_plan()
+    assert service.instances()[0]["plan"] == "open"
+    with pytest.raises(RequestsApiError) as refused:
+        Session(backend=fez)
+    message = str(refused.value)
+    assert "403 Client Error" in message and '"code": 1352' in message
+    assert "You are not authorized to run a session when using the open plan." in message
+    assert is_mode_refusal(refused.value)          # what the project's execution_mode auto falls back on
+    assert platform.sessions() == []
+    with Batch(backend=fez) as batch:
+        job = estimator(batch, tag="open-batch").run([pub])
+        assert np.asarray(job.result()[0].data.evs).shape == (2, 3)
+    assert record_of(platform, job.job_id())["mode"] == "batch"
+
+
+def test_the_open_plan_refuses_a_job_beyond_its_pending_jobs(open_plan, pub):
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    platform, service, fez = open_plan()
+    platform.set_faults({"queue_seconds": 60})
+    est = estimator(fez, tag="pending")
+    jobs = [est.run([pub]) for _ in range(3)]
+    with pytest.raises(IBMRuntimeError, match="429 Client Error") as refused:
+        est.run([pub])
+    assert '"code": 1012' in str(refused.value) and "maximum number of pending jobs (3)" in str(refused.value)
+    assert len(platform.jobs_with_tag("pending")) == 3
+    jobs[0].cancel()
+    est.run([pub]).cancel()                      # a pending slot freed: accepted again
+    for job in jobs[1:]:
+        job.cancel()
+
+
+def test_the_open_plan_refuses_jobs_once_its_600_seconds_in_28_days_are_used(open_plan, pub):
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    platform, service, fez = open_plan()
+    platform.add_past_usage(598.0, days_ago=3)
+    platform.add_past_usage(500.0, days_ago=30)              # outside the rolling window
+    usage = service.usage()
+    assert (usage["usage_consumed_seconds"], usage["usage_limit_seconds"]) == (598.0, 600.0)
+    assert (usage["usage_remaining_seconds"], usage["usage_limit_reached"]) == (2.0, False)
+    est = estimator(fez, tag="last-seconds")
+    job = est.run([pub])
+    job.result()
+    usage = service.usage()
+    assert usage["usage_consumed_seconds"] == round(598.0 + job.usage(), 3)
+    assert (usage["usage_remaining_seconds"], usage["usage_limit_reached"]) == (0, True)
+    with pytest.warns(UserWarning, match="met its usage limit"), \
+            pytest.raises(IBMRuntimeError, match="403 Client Error") as refused:
+        est.run([pub])
+    assert '"code": 1350' in str(refused.value) and "600 s of QPU time" in str(refused.value)
+
+
+def test_the_open_plan_allows_five_job_creations_a_minute(open_plan, pub):
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    platform, service, fez = open_plan(pending_jobs=50)
+    est = estimator(fez, tag="rate")
+    first = est.run([pub])
+    params = raw(platform, "GET", f"/jobs/{first.job_id()}").json()["params"]   # as sent (the client decodes them)
+    request = {"program_id": "executor", "backend": "ibm_fez", "params": params, "tags": ["rate"]}
+    accepted = [raw(platform, "POST", "/jobs", json=request) for _ in range(4)]
+    assert [response.status_code for response in accepted] == [200] * 4
+    refused = raw(platform, "POST", "/jobs", json=request)
+    assert (refused.status_code, error_code(refused)) == (429, 1202)
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    with pytest.raises(IBMRuntimeError, match="429 Client Error"):
+        est.run([pub])
+    assert len(platform.jobs_with_tag("rate")) == 5
+    platform.wait_idle()
