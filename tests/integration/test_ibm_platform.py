@@ -432,3 +432,113 @@ def test_the_open_plan_allows_five_job_creations_a_minute(open_plan, pub):
         est.run([pub])
     assert len(platform.jobs_with_tag("rate")) == 5
     platform.wait_idle()
+
+
+# --- fault switches ----------------------------------------------------------------------------
+
+def count(platform, line: str) -> int:
+    return calls(platform).count(line)
+
+
+def test_a_503_on_job_creation_is_retried_by_the_client_and_makes_one_job(paid, fez, pub):
+    before = count(paid, "POST /experimental/api/v1/jobs 503")
+    paid.set_faults({"http_error": {"method": "POST", "path": "/jobs", "status": 503, "times": 2}})
+    job = estimator(fez, tag="after-503s").run([pub])
+    assert count(paid, "POST /experimental/api/v1/jobs 503") - before == 2
+    assert [r["job_id"] for r in paid.jobs_with_tag("after-503s")] == [job.job_id()]
+    assert paid.faults() == {}                          # the rule was used up and removed
+    job.result()
+
+
+def test_a_502_while_polling_is_retried_by_the_client(paid, fez, pub):
+    job = estimator(fez, tag="after-a-502").run([pub])
+    paid.set_faults({"http_error": {"method": "GET", "path": "/jobs/*", "status": 502, "times": 1}})
+    assert np.asarray(job.result()[0].data.evs).shape == (2, 3)
+    assert any(line.startswith(f"GET /experimental/api/v1/jobs/{job.job_id()}") and line.endswith(" 502")
+               for line in calls(paid))
+
+
+def test_a_429_on_job_creation_reaches_the_client_with_its_retry_after(paid, fez, pub):
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    from orchestrator.quantum.backends.runtime import is_transient
+
+    paid.set_faults({"http_error": {"method": "POST", "path": "/jobs", "status": 429, "retry_after": 7, "times": 2}})
+    with pytest.raises(IBMRuntimeError, match="429 Client Error") as refused:
+        estimator(fez, tag="after-a-429").run([pub])
+    assert is_transient(refused.value)
+    limited = raw(paid, "POST", "/jobs", json={})
+    assert (limited.status_code, limited.headers["Retry-After"], error_code(limited)) == (429, "7", 1202)
+    assert paid.jobs_with_tag("after-a-429") == []
+
+
+def test_a_connection_dropped_mid_response_is_seen_by_the_client(paid, fez, pub):
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    job = estimator(fez, tag="dropped").run([pub])
+    job.result()
+    paid.set_faults({"drop_connection": {"method": "GET", "path": "/jobs/*/metrics", "times": 1}})
+    with pytest.raises(IBMRuntimeError, match="Failed to get job metadata"):
+        job.metrics()
+    assert job.metrics()["usage"]["status"] == "complete"
+    # dropped before a byte of the answer, a GET is retried by the client's HTTP layer unseen
+    paid.set_faults({"drop_connection": {"method": "GET", "path": "/jobs/*/metrics", "times": 1,
+                                         "when": "before_response"}})
+    assert job.usage() == record_of(paid, job.job_id())["billed_seconds"]
+    assert f"GET /experimental/api/v1/jobs/{job.job_id()}/metrics dropped" in calls(paid)
+
+
+def test_a_lost_job_creation_response_leaves_a_job_the_client_finds_by_its_tag(paid, service, fez, pub):
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    paid.set_faults({"lose_job_creation_response": {"times": 1}})
+    with pytest.raises(IBMRuntimeError, match="Failed to run program"):
+        estimator(fez, tag="lost-response").run([pub])
+    [record] = paid.jobs_with_tag("lost-response")
+    [found] = service.jobs(job_tags=["lost-response"], limit=1)
+    assert found.job_id() == record["job_id"]
+    assert np.asarray(found.result()[0].data.evs).shape == (2, 3)
+
+
+def test_slow_responses_and_queued_jobs(paid, fez, pub):
+    paid.set_faults({"slow_seconds": 0.4})
+    started = time.monotonic()
+    fez.status()
+    assert time.monotonic() - started >= 0.4
+    paid.set_faults({"queue_seconds": 1.5})
+    job = estimator(fez, tag="queued-a-while").run([pub])
+    assert job.status() == "QUEUED"
+    job.result()
+    stamps = job.metrics()["timestamps"]
+    assert seconds_between(stamps["created"], stamps["running"]) >= 1.5
+
+
+def test_a_job_that_fails_on_the_device_is_failed_for_the_client(paid, service, fez, pub):
+    from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError
+
+    number = 1 + sum(1 for record in paid.ledger() if not record["synthetic"])
+    paid.set_faults({"fail_jobs": [number]})
+    job = estimator(fez, tag="fails").run([pub])
+    with pytest.raises(RuntimeJobFailureError, match="Error code 5203; The job failed on the device"):
+        job.result()
+    assert job.status() == "ERROR"
+    record = record_of(paid, job.job_id())
+    assert (record["number"], record["status"], record["billed_seconds"]) == (number, "Failed", FAILED_JOB_BILLED_S)
+    assert job.usage() == FAILED_JOB_BILLED_S
+    assert "The job failed on the device" in raw(paid, "GET", f"/jobs/{job.job_id()}/results").text
+    paid.set_faults({"fail_all": True})
+    with pytest.raises(RuntimeJobFailureError):
+        estimator(fez, tag="fails-too").run([pub]).result()
+
+
+def test_a_job_beyond_its_max_execution_time_is_cancelled_as_ran_too_long(paid, fez, pub):
+    from qiskit_ibm_runtime.exceptions import RuntimeJobMaxTimeoutError
+
+    est = estimator(fez, tag="too-long")
+    est.options.max_execution_time = 1
+    job = est.run([pub])
+    with pytest.raises(RuntimeJobMaxTimeoutError):
+        job.result()
+    record = record_of(paid, job.job_id())
+    assert (record["status"], record["reason_code"], record["billed_seconds"], record["cost"]) == \
+           ("Cancelled", 1305, 1.0, 1)
