@@ -93,7 +93,8 @@ def model_seconds(pub, est, backend) -> float:
 
     program, _ = prepare([pub], est.options, None, backend=backend)
     target, rep_delay = backend.target, backend.configuration().default_rep_delay
-    seconds = JOB_OVERHEAD_S + sum(item.size() * program.shots * (rep_delay + item.circuit.estimate_duration(target, unit="s"))
+    seconds = JOB_OVERHEAD_S + sum(item.size() * program.shots
+                                   * (rep_delay + item.circuit.estimate_duration(target, unit="s"))
                                    for item in program.items)
     return round(seconds, 3)
 
@@ -103,8 +104,8 @@ def record_of(platform, job_id: str) -> dict:
 
 
 def bearer(platform) -> dict:
-    token = requests.post(platform.iam_url + "/identity/token",
-                          data={"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": platform.token}).json()
+    grant = {"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": platform.token}
+    token = requests.post(platform.iam_url + "/identity/token", data=grant).json()
     return {"Authorization": f"Bearer {token['access_token']}", "Service-CRN": platform.crn}
 
 
@@ -132,7 +133,8 @@ def test_iam_exchanges_the_api_key_for_a_bearer_token_and_refuses_a_wrong_one(pa
     assert {"access_token", "refresh_token", "token_type", "expires_in", "expiration"} <= set(good.json())
     wrong = requests.post(paid.iam_url + "/identity/token", data={"grant_type": grant, "apikey": "not-the-key"})
     assert wrong.status_code == 400
-    assert (wrong.json()["errorCode"], wrong.json()["errorMessage"]) == ("BXNIM0415E", "Provided API key could not be found.")
+    assert (wrong.json()["errorCode"], wrong.json()["errorMessage"]) == \
+           ("BXNIM0415E", "Provided API key could not be found.")
 
 
 def test_a_wrong_token_is_refused_at_service_construction(paid):
@@ -542,3 +544,102 @@ def test_a_job_beyond_its_max_execution_time_is_cancelled_as_ran_too_long(paid, 
     record = record_of(paid, job.job_id())
     assert (record["status"], record["reason_code"], record["billed_seconds"], record["cost"]) == \
            ("Cancelled", 1305, 1.0, 1)
+
+
+# --- across processes and restarts -------------------------------------------------------------
+
+CLIENT_SCRIPT = """
+import sys, time
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit.quantum_info import SparsePauliOp
+from qiskit_ibm_runtime import QiskitRuntimeService
+from qiskit_ibm_runtime.executor_estimator import Estimator
+
+url, token, crn, tag = sys.argv[1:]
+backend = QiskitRuntimeService(channel="ibm_quantum_platform", token=token, instance=crn, url=url).backend("ibm_fez")
+circuit = QuantumCircuit(2)
+circuit.h(0)
+circuit.cx(0, 1)
+isa = generate_preset_pass_manager(optimization_level=1, backend=backend, seed_transpiler=7).run(circuit)
+estimator = Estimator(mode=backend)
+estimator.options.default_shots = 100
+estimator.options.resilience_level = 0
+estimator.options.environment.job_tags = [tag]
+job = estimator.run([(isa, SparsePauliOp("ZZ").apply_layout(isa.layout))])
+print(job.job_id(), flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_client_leaves_its_job_on_the_platform_for_the_next_client(paid, service, tmp_path):
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT_SCRIPT)
+    client = subprocess.Popen([sys.executable, str(script), paid.url, paid.token, paid.crn, "killed-client"],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**__import__("os").environ, **paid.environment})
+    try:
+        job_id = client.stdout.readline().strip()
+    finally:
+        client.kill()                                     # SIGKILL
+        client.wait(timeout=30)
+    assert client.returncode == -9 and job_id
+    [found] = service.jobs(job_tags=["killed-client"])
+    assert found.job_id() == job_id
+    assert np.asarray(found.result()[0].data.evs).shape == ()
+
+
+def test_a_restarted_platform_continues_from_its_state(tmp_path, fez, pub):
+    state = tmp_path / "restarted"
+    with start_platform(state, plan="paid") as first:
+        service = first.service()
+        backend = service.backend("ibm_fez")
+        done = estimator(backend, tag="before-restart").run([pub])
+        values = np.asarray(done.result()[0].data.evs)
+        first.set_faults({"queue_seconds": 1.0})
+        waiting = estimator(backend, tag="queued-at-restart").run([pub])
+        identity = (first.token, first.crn)
+    with start_platform(state, plan="paid") as second:
+        assert (second.token, second.crn) == identity
+        service = second.service()
+        assert np.array_equal(np.asarray(service.job(done.job_id()).result()[0].data.evs), values)
+        assert service.job(waiting.job_id()).result() is not None      # it ran after the restart
+        assert [r["status"] for r in second.ledger()] == ["Completed", "Completed"]
+
+
+def test_the_command_line_serves_until_terminated_and_shares_its_state_folder(tmp_path):
+    import os
+    import signal
+
+    from qiskit_ibm_runtime import QiskitRuntimeService
+    from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+
+    state = tmp_path / "served"
+    server = subprocess.Popen([sys.executable, "-m", "tests.support.ibm_platform", "--port", "0", "--plan", "open",
+                               "--state", str(state)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        lines = {}
+        while "STATE" not in lines:
+            name, _, value = server.stdout.readline().strip().partition("=")
+            lines[name] = value
+        assert lines["URL"].startswith("http://127.0.0.1:") and lines["URL"].endswith("/experimental/api/v1")
+        environment = {name: lines[name] for name in ("IAM_URL", "GLOBAL_SEARCH_URL", "GLOBAL_CATALOG_URL")}
+        saved = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
+        try:
+            service = QiskitRuntimeService(channel="ibm_quantum_platform", token=lines["QISKIT_IBM_TOKEN"],
+                                           instance=lines["QISKIT_IBM_INSTANCE"], url=lines["URL"])
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        assert service.instances()[0]["plan"] == "open"
+        assert service.usage()["usage_limit_seconds"] == 600
+        PlatformFiles(state).set_faults({"http_error": {"path": "/instances/usage", "status": 400, "times": 1}})
+        with pytest.raises(RequestsApiError, match="400 Client Error"):
+            service.usage()
+        assert service.usage()["usage_consumed_seconds"] == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    assert json.loads((state / "platform.json").read_text())["url"] == lines["URL"]

@@ -123,8 +123,8 @@ any process may). Every key is optional:
 
 LEDGER: STATE/ledger.jsonl, one JSON line per accepted job, APPENDED again (never rewritten) each
 time the job changes: the last line of a job_id is its current record (platform.ledger() reads so).
-Fields: job_id, number (1, 2, ... in acceptance order; 0 for synthetic records), backend, program_id, tags, session_id, mode
-(job | batch | dedicated), instance, user_id, created_at, running_at, finished_at (ISO 8601 UTC),
+Fields: job_id, number (1, 2, ... in acceptance order; 0 for synthetic records), backend, program_id,
+tags, session_id, mode (job | batch | dedicated), instance, user_id, created_at, running_at, finished_at (ISO 8601 UTC),
 status (Queued | Running | Completed | Failed | Cancelled), reason, reason_code, billed_seconds,
 billed_to (job | session), estimated_seconds, cost (max_execution_time), not_before, seed, deleted,
 synthetic (true for platform.add_past_usage records: usage from before, no job to serve).
@@ -884,7 +884,8 @@ class PlatformCore:
         mode = session["mode"] if session else "job"
         number = 1 + sum(1 for job in self.book.jobs.values() if not job.get("synthetic"))
         return {"job_id": job_id, "number": number, "backend": backend,
-                "program_id": body["program_id"], "tags": tags, "session_id": session["session_id"] if session else None,
+                "program_id": body["program_id"], "tags": tags,
+                "session_id": session["session_id"] if session else None,
                 "mode": mode, "billed_to": "session" if mode == "dedicated" else "job",
                 "instance": self.identity["crn"], "user_id": self.identity["user_id"],
                 "created_at": iso(now), "running_at": None, "finished_at": None, "status": "Queued",
