@@ -192,6 +192,7 @@ def test_the_backends_are_the_operational_devices_and_retired_ones_are_not_found
     assert not names & {"ibm_brisbane", "ibm_sherbrooke", "ibm_manila", "ibm_kyiv"}
     with pytest.raises(QiskitBackendNotFoundError, match="No backend matches"):
         service.backend("ibm_brisbane")
+    assert service.least_busy(min_num_qubits=150).name in names
     retired = raw(paid, "GET", "/backends/ibm_brisbane/configuration")
     assert (retired.status_code, error_code(retired)) == (404, 1007)
 
@@ -282,6 +283,17 @@ def test_jobs_run_in_a_batch_which_reports_their_qpu_seconds(paid, fez, pub):
     assert batch.status() == "Closed"
 
 
+def test_a_cancelled_batch_cancels_its_queued_jobs(paid, fez, pub):
+    from qiskit_ibm_runtime import Batch
+
+    paid.set_faults({"queue_seconds": 60})
+    batch = Batch(backend=fez)
+    job = estimator(batch, tag="in-a-cancelled-batch").run([pub])
+    batch.cancel()
+    assert record_of(paid, job.job_id())["status"] == "Cancelled"
+    assert (batch.details()["state"], job.status()) == ("closed", "CANCELLED")
+
+
 def test_a_dedicated_session_on_the_paid_plan_is_billed_its_elapsed_time(paid, service, fez, pub):
     from qiskit_ibm_runtime import Session
 
@@ -313,6 +325,10 @@ def test_a_job_is_found_by_its_tag_newest_first_and_reattached_by_its_id(service
     assert (again.status(), again.tags, again.primitive_id) == ("DONE", ["found-by-tag"], "executor")
     assert np.array_equal(np.asarray(again.result()[0].data.evs), values)
     assert again.usage() == newer.usage()
+    assert sorted(again.update_tags(["found-by-tag", "retagged"])) == ["found-by-tag", "retagged"]
+    assert [job.job_id() for job in service.jobs(job_tags=["retagged"])] == [newer.job_id()]
+    service.delete_job(older.job_id())
+    assert [job.job_id() for job in service.jobs(job_tags=["found-by-tag"])] == [newer.job_id()]
 
 
 def test_an_unknown_job_id_is_not_found(paid, service):

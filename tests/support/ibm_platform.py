@@ -5,10 +5,29 @@
                                          #   token=platform.token, instance=platform.crn, url=platform.url)
                                          #   built with platform.environment set (see below)
 
+    or, as the client is used by hand (start_platform has set GLOBAL_SEARCH_URL and GLOBAL_CATALOG_URL):
+        os.environ["IAM_URL"] = platform.iam_url
+        service = QiskitRuntimeService(channel="ibm_quantum_platform", token=platform.token,
+                                       instance=platform.crn, url=platform.url)
+
     python -m tests.support.ibm_platform --port P --plan open|paid --state DIR
         prints KEY=value lines (the URL, the IAM URL, the CRN, the token, the environment) on stdout
         and serves until killed; everything it keeps is under DIR, so a server started again on DIR
         continues where the last one stopped (its jobs, results, sessions, ledger, identity).
+
+PUBLIC API
+    start_platform(state_dir, plan="paid", port=0, *, token=None, region=None, host="127.0.0.1",
+                   open_limits=None, set_environment=True) -> Platform (started; `with` stops it)
+        token   the API key (default: the state folder's, else a new one); region (default the
+                state's, else us-east) goes into the CRN; open_limits: OpenPlanLimits(pending_jobs=3,
+                window_seconds=600, window_days=28, jobs_per_minute=5)
+    Platform    .url .iam_url .crn .token .port .plan .region .state_dir .environment (dict)
+                .service(**overrides) .service_arguments() .client_environment() (context)
+                .set_faults(dict) .faults() .ledger() .jobs_with_tag(tag) .sessions() .requests()
+                .usage() .add_past_usage(seconds, days_ago=1.0, backend="ibm_fez") .wait_idle()
+                .start() .stop()
+    PlatformFiles(state_dir)   the same reads and set_faults for a server in another process
+    JOB_OVERHEAD_S, FAILED_JOB_BILLED_S, DEFAULT_REP_DELAY_S, MAX_EXECUTION_TIME_S, OPERATIONAL_FAMILIES
 
 THE CLIENT IS NOT PATCHED ANYWHERE. It is pointed here by what it reads itself:
     url            platform.url = http://127.0.0.1:<port>/experimental/api/v1. The client's
@@ -106,8 +125,10 @@ any process may). Every key is optional:
                                              error shape (429: Retry-After, default 1 s)
      "drop_connection": RULE | [RULE, ...],  RULE: {"method", "path", "times",
                                                     "when": "mid_body" | "before_response"}
-                                             close the socket half-way through the response body
-                                             (default), or before a byte of it
+                                             serve the request (a POST takes effect), then close
+                                             the socket half-way through the answer's body
+                                             (default); or close it before a byte of the answer,
+                                             unserved
      "lose_job_creation_response": {"times": 1}
                                              accept and ledger the job, then close the connection
                                              before the client hears its id
@@ -123,11 +144,14 @@ any process may). Every key is optional:
 
 LEDGER: STATE/ledger.jsonl, one JSON line per accepted job, APPENDED again (never rewritten) each
 time the job changes: the last line of a job_id is its current record (platform.ledger() reads so).
-Fields: job_id, number (1, 2, ... in acceptance order; 0 for synthetic records), backend, program_id,
-tags, session_id, mode (job | batch | dedicated), instance, user_id, created_at, running_at, finished_at (ISO 8601 UTC),
-status (Queued | Running | Completed | Failed | Cancelled), reason, reason_code, billed_seconds,
-billed_to (job | session), estimated_seconds, cost (max_execution_time), not_before, seed, deleted,
-synthetic (true for platform.add_past_usage records: usage from before, no job to serve).
+Fields: job_id, number (1, 2, ... in acceptance order; 0 for synthetic records), backend,
+program_id, tags, session_id, mode (job | batch | dedicated), instance, user_id, created_at,
+running_at, finished_at (ISO 8601 UTC), status (Queued | Running | Completed | Failed |
+Cancelled), reason, reason_code, billed_seconds, billed_to (job | session), estimated_seconds
+(the model's seconds, known at creation), cost (max_execution_time), not_before (end of its
+queue_seconds), seed, deleted, cancel_requested (a running job cancelled), synthetic (true for
+platform.add_past_usage records: usage from before, no job to serve). A server started again
+runs a job it left Running once more (same seed, same values).
 Sessions: STATE/sessions.jsonl the same way. Job params and results: STATE/params/, STATE/results/.
 Every request is logged to STATE/requests.log ("METHOD path status").
 
@@ -154,6 +178,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -300,7 +325,9 @@ class DeviceCatalog:
 
         found = {}
         for fake_name in fake_device_names():
-            device = resolve_fake_device(fake_name)
+            with warnings.catch_warnings():    # fake_nighthawk warns that its errors are made up
+                warnings.simplefilter("ignore")
+                device = resolve_fake_device(fake_name)
             conf = json.loads((Path(device.dirname) / device.conf_filename).read_text())
             family = (conf.get("processor_type") or {}).get("family")
             if family in OPERATIONAL_FAMILIES and conf.get("backend_name", "").startswith("ibm_"):
