@@ -5,7 +5,8 @@ switches, the ledger, a restart, and the `python -m` entry point."""
 from __future__ import annotations
 
 import json
-import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from tests.support.ibm_platform import (FAILED_JOB_BILLED_S, JOB_OVERHEAD_S, OPERATIONAL_FAMILIES, OpenPlanLimits,
-                                        PlatformFiles, seconds_between, start_platform)
+                                        PlatformFiles, restore_environment, seconds_between, start_platform)
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMETER_SETS = np.array([[0.1, 0.2], [1.0, 2.0], [0.5, 0.5]])
@@ -167,6 +168,17 @@ def test_a_crn_of_another_region_or_an_unknown_one_is_refused(paid):
         assert crn in refused.json()["errors"][0]["message"]
 
 
+def test_the_projects_own_connection_lands_on_the_platform_from_the_environment(paid, monkeypatch):
+    from orchestrator.quantum.backends.ibm import connect_service, describe_backends
+
+    for name, value in {**paid.environment, **paid.account_environment}.items():
+        monkeypatch.setenv(name, value)
+    service = connect_service()
+    assert service.active_instance() == paid.crn
+    rows = {row["name"]: row for row in describe_backends(service)}
+    assert rows["ibm_fez"]["qubits"] == 156 and rows["ibm_fez"]["status"] == "online"
+
+
 # --- backends ----------------------------------------------------------------------------------
 
 def operational_device_names() -> set[str]:
@@ -224,6 +236,13 @@ def test_an_estimator_job_runs_in_job_mode_and_is_billed_by_the_written_model(pa
     stamps = metrics["timestamps"]
     assert stamps["created"] <= stamps["running"] <= stamps["finished"]
     assert (stamps["created"], stamps["finished"]) == (record["created_at"], record["finished_at"])
+
+
+def test_a_job_at_the_default_resilience_level_runs_with_measurement_twirling_and_trex(paid, fez, pub):
+    est = estimator(fez, tag="resilience-1", resilience_level=1)
+    job = est.run([pub])
+    assert np.abs(np.asarray(job.result()[0].data.evs) - exact_values()).max() < 0.35
+    assert job.usage() == record_of(paid, job.job_id())["billed_seconds"] == model_seconds(pub, est, fez)
 
 
 def test_the_same_tagged_job_gives_the_same_values(fez, pub):
@@ -594,7 +613,7 @@ def test_a_killed_client_leaves_its_job_on_the_platform_for_the_next_client(paid
     script.write_text(CLIENT_SCRIPT)
     client = subprocess.Popen([sys.executable, str(script), paid.url, paid.token, paid.crn, "killed-client"],
                               stdout=subprocess.PIPE, text=True, cwd=REPO,
-                              env={**__import__("os").environ, **paid.environment})
+                              env={**os.environ, **paid.environment})
     try:
         job_id = client.stdout.readline().strip()
     finally:
@@ -625,9 +644,6 @@ def test_a_restarted_platform_continues_from_its_state(tmp_path, fez, pub):
 
 
 def test_the_command_line_serves_until_terminated_and_shares_its_state_folder(tmp_path):
-    import os
-    import signal
-
     from qiskit_ibm_runtime import QiskitRuntimeService
     from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 
@@ -640,6 +656,7 @@ def test_the_command_line_serves_until_terminated_and_shares_its_state_folder(tm
             name, _, value = server.stdout.readline().strip().partition("=")
             lines[name] = value
         assert lines["URL"].startswith("http://127.0.0.1:") and lines["URL"].endswith("/experimental/api/v1")
+        assert lines["QISKIT_IBM_URL"] == lines["URL"] and lines["PLAN"] == "open"
         environment = {name: lines[name] for name in ("IAM_URL", "GLOBAL_SEARCH_URL", "GLOBAL_CATALOG_URL")}
         saved = {name: os.environ.get(name) for name in environment}
         os.environ.update(environment)
@@ -647,8 +664,7 @@ def test_the_command_line_serves_until_terminated_and_shares_its_state_folder(tm
             service = QiskitRuntimeService(channel="ibm_quantum_platform", token=lines["QISKIT_IBM_TOKEN"],
                                            instance=lines["QISKIT_IBM_INSTANCE"], url=lines["URL"])
         finally:
-            for name, value in saved.items():
-                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+            restore_environment(saved)
         assert service.instances()[0]["plan"] == "open"
         assert service.usage()["usage_limit_seconds"] == 600
         PlatformFiles(state).set_faults({"http_error": {"path": "/instances/usage", "status": 400, "times": 1}})

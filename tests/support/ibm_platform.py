@@ -22,6 +22,8 @@ PUBLIC API
                 state's, else us-east) goes into the CRN; open_limits: OpenPlanLimits(pending_jobs=3,
                 window_seconds=600, window_days=28, jobs_per_minute=5)
     Platform    .url .iam_url .crn .token .port .plan .region .state_dir .environment (dict)
+                .account_environment (QISKIT_IBM_TOKEN / _URL / _INSTANCE / _CHANNEL: with these and
+                .environment set, QiskitRuntimeService() with no arguments lands here)
                 .service(**overrides) .service_arguments() .client_environment() (context)
                 .set_faults(dict) .faults() .ledger() .jobs_with_tag(tag) .sessions() .requests()
                 .usage() .add_past_usage(seconds, days_ago=1.0, backend="ibm_fez") .wait_idle()
@@ -1437,6 +1439,9 @@ class Platform:
         self.url = self.iam_url + API_PREFIX
         self.environment = {"IAM_URL": self.iam_url, "GLOBAL_SEARCH_URL": self.iam_url + SEARCH_PREFIX,
                             "GLOBAL_CATALOG_URL": self.iam_url + CATALOG_PREFIX}
+        # the client's own account variables: QiskitRuntimeService() with no arguments reads them
+        self.account_environment = {"QISKIT_IBM_TOKEN": self.token, "QISKIT_IBM_URL": self.url,
+                                    "QISKIT_IBM_INSTANCE": self.crn, "QISKIT_IBM_CHANNEL": "ibm_quantum_platform"}
         self.files.save_identity(identity, {"url": self.url, "iam_url": self.iam_url, "port": self.port,
                                             "environment": self.environment})
         self._set_environment, self._saved_environment = set_environment, {}
@@ -1462,11 +1467,7 @@ class Platform:
         self.server.close_connections()
         self.server.server_close()
         self.worker.join(timeout=60)
-        for name, value in self._saved_environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(self._saved_environment)
         self._saved_environment = {}
 
     def __enter__(self) -> "Platform":
@@ -1488,8 +1489,7 @@ class Platform:
         try:
             yield
         finally:
-            for name, value in saved.items():
-                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+            restore_environment(saved)
 
     def service(self, **overrides):
         """QiskitRuntimeService on this platform, built with its environment set."""
@@ -1534,6 +1534,15 @@ class Platform:
             time.sleep(0.05)
 
 
+def restore_environment(saved: dict[str, Optional[str]]) -> None:
+    """Put back os.environ's values of before (None: the variable was not set)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def start_platform(state_dir: os.PathLike, plan: str = "paid", port: int = 0, *, token: Optional[str] = None,
                    region: Optional[str] = None, host: str = "127.0.0.1", open_limits: Optional[OpenPlanLimits] = None,
                    set_environment: bool = True) -> Platform:
@@ -1557,8 +1566,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     stopped = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stopped.set())
-    lines = {"URL": platform.url, **platform.environment, "QISKIT_IBM_INSTANCE": platform.crn,
-             "QISKIT_IBM_TOKEN": platform.token, "PLAN": platform.plan, "STATE": str(platform.state_dir)}
+    lines = {"URL": platform.url, **platform.environment, **platform.account_environment, "PLAN": platform.plan,
+             "STATE": str(platform.state_dir)}
     print("\n".join(f"{name}={value}" for name, value in lines.items()), flush=True)
     stopped.wait()
     platform.stop()
