@@ -61,7 +61,9 @@ instance's Service-CRN header, as IBM's does):
                    converters and ibm-quantum-schemas models), GET /jobs (tags, backend, pending,
                    session_id, program, created_after/before, limit/skip, sort; newest first; "count"
                    as the client pages by it), GET /jobs/<id>, /results (the executor's result as
-                   QuantumProgramResultModel v2.0 JSON, which job.result() decodes and post-processes),
+                   QuantumProgramResultModel v2.0 JSON, which job.result() decodes and post-processes;
+                   a failed job's: 200 with its error text, which the client reads for its message;
+                   before the end: 204),
                    /metrics (timestamps created/running/finished, usage.qpu_charge_time_seconds and
                    usage.status pending|complete: what RuntimeJobV2.usage() and metrics() read in 0.51),
                    /logs, POST /jobs/<id>/cancel, PUT /jobs/<id>/tags, DELETE /jobs/<id>
@@ -112,11 +114,14 @@ PLANS (IBM's own HTTP error shape: {"errors": [{"code", "message", "solution", "
             QPU time                    600 s per rolling 28 days; once used up, job creation:
                                         403 code 1350
             pending jobs                3 queued + running per instance; the next: 429 code 1012
-    Codes checked against IBM's registry or measured replies: 1007 backend not found, 1202 too
-    many requests, 1012 too many concurrent jobs, 1279 instance not found (a CRN of another
-    region), 1352 open-plan session, 3250 job not found, 4001 session closed, 1305 ran too long.
-    Not from IBM (it documents none for these): 1350 usage limit, 1216 session not found,
-    1219 bad token (seen in replies, undocumented).
+    Where the codes come from: IBM's error-code registry (quantum.cloud.ibm.com/docs/errors: 1007
+    backend not found, 1202 too many requests), its older one (qiskit-ibm-runtime docs/errors.rst:
+    1012 too many concurrent jobs, 3250 job not found, 4001 session closed, 3208 job not
+    cancelled, 5203 failed to run job), replies others measured (1352 open-plan session, 1279
+    instance not found for a CRN of another region, 1219 "Error authenticating user."), the
+    client's code (1305 ran too long). Made up, IBM documents none: 1350 usage limit reached,
+    1216 session not found. The HTTP statuses of the pending-jobs (429) and usage (403)
+    refusals are this platform's choice too.
 
 FAULTS: STATE/faults.json, read at every request (platform.set_faults(dict) writes it atomically;
 any process may). Every key is optional:
@@ -1316,7 +1321,7 @@ class PlatformHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         api = parts.path.startswith(API_PREFIX)
-        path = parts.path[len(API_PREFIX):] or "/" if api else parts.path
+        path = (parts.path[len(API_PREFIX):] or "/") if api else parts.path
         return Request(method, path, api, parse_qs(parts.query), self.headers, body)
 
     def with_faults(self, request: Request, files: PlatformFiles) -> tuple:
