@@ -169,11 +169,12 @@ def test_a_crn_of_another_region_or_an_unknown_one_is_refused(paid):
 
 
 def test_the_projects_own_connection_lands_on_the_platform_from_the_environment(paid, monkeypatch):
+    from orchestrator.config import load_config
     from orchestrator.quantum.backends.ibm import connect_service, describe_backends
 
     for name, value in {**paid.environment, **paid.account_environment}.items():
         monkeypatch.setenv(name, value)
-    service = connect_service()
+    service = connect_service(load_config().runtime)
     assert service.active_instance() == paid.crn
     rows = {row["name"]: row for row in describe_backends(service)}
     assert rows["ibm_fez"]["qubits"] == 156 and rows["ibm_fez"]["status"] == "online"

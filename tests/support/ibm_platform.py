@@ -169,6 +169,7 @@ endpoints, programs other than executor (400 code 3211).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import copy
 import fcntl
@@ -213,6 +214,7 @@ PLANS = ("open", "paid")
 PLAN_CATALOG = {"open": ("Open", "free"), "paid": ("Premium", "paid")}   # display name, pricing type
 TERMINAL = ("Completed", "Failed", "Cancelled")
 PENDING = ("Queued", "Running")
+THREAD_STACK_BYTES = 256 * 1024 * 1024
 MORE_INFO = "https://cloud.ibm.com/apidocs/quantum-computing#error-handling"
 FAULT_STATUS_CODES = {429: 1202, 500: 1000, 502: 1000, 503: 1999, 504: 1000}
 
@@ -328,13 +330,11 @@ class DeviceCatalog:
 
     @staticmethod
     def _operational() -> dict[str, str]:
-        from orchestrator.quantum.backends.devices import fake_device_names, resolve_fake_device
+        from orchestrator.quantum.backends.devices import fake_device_class, fake_device_names
 
         found = {}
         for fake_name in fake_device_names():
-            with warnings.catch_warnings():    # fake_nighthawk warns that its errors are made up
-                warnings.simplefilter("ignore")
-                device = resolve_fake_device(fake_name)
+            device = fake_device_class(fake_name)     # its files, without building it
             conf = json.loads((Path(device.dirname) / device.conf_filename).read_text())
             family = (conf.get("processor_type") or {}).get("family")
             if family in OPERATIONAL_FAMILIES and conf.get("backend_name", "").startswith("ibm_"):
@@ -357,8 +357,11 @@ class DeviceCatalog:
             return self._devices[name]
 
     def raw(self, name: str, kind: str) -> dict:
-        """The device's conf_*.json ("configuration") or props_*.json ("properties")."""
-        device = self.device(name)
+        """The device's conf_*.json ("configuration") or props_*.json ("properties"), read from the
+        fake device's class (no device built: that is the qiskit thread's work)."""
+        from orchestrator.quantum.backends.devices import fake_device_class
+
+        device = fake_device_class(self.names()[self.require(name)])
         with self._lock:
             if (name, kind) not in self._raw:
                 filename = device.conf_filename if kind == "configuration" else device.props_filename
@@ -558,6 +561,28 @@ def rehearsal_device(backend: str, qubits: tuple[int, ...]):
             _REHEARSALS[(backend, qubits)] = RehearsalDevice(_DeviceWithKnownNoise(device, _FULL_NOISE[backend]),
                                                               qubits)
         return _REHEARSALS[(backend, qubits)]
+
+
+# Every qiskit object of the platform is made and used on one long-lived thread: qiskit's native
+# code crashed (segfaults in qpy.load, in Aer's compile) when the HTTP server's short-lived
+# per-request threads decoded programs and built devices, while a job ran on the worker.
+_QISKIT_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ibm-platform-qiskit")
+
+
+def on_qiskit_thread(function: Callable, *args):
+    return _QISKIT_THREAD.submit(function, *args).result()
+
+
+def estimated_seconds(backend: str, params: dict) -> float:
+    """A job's QPU seconds by the billing model, from its params (ValueError: not a program we run)."""
+    _, program, options = decode_params(params)
+    return qpu_seconds(backend, program, options)
+
+
+def simulated_and_billed(backend: str, params: dict, seed: int) -> tuple[str, float]:
+    """(the result JSON, the billed QPU seconds) of a job's params run on `backend`'s rehearsal device."""
+    model, program, options = decode_params(params)
+    return run_program(backend, model, program, seed), qpu_seconds(backend, program, options)
 
 
 def decode_params(params: dict):
@@ -882,8 +907,7 @@ class PlatformCore:
         if body.get("program_id") != "executor":
             raise invalid_job(f"program {body.get('program_id')!r}: the local platform runs the executor program")
         try:
-            _, program, options = decode_params(body.get("params"))
-            estimate = qpu_seconds(backend, program, options)
+            estimate = on_qiskit_thread(estimated_seconds, backend, body.get("params"))
         except Exception as problem:
             raise invalid_job(f"params: {str(problem).splitlines()[0]}") from None
         tags = [str(tag) for tag in body.get("tags") or []]
@@ -1124,9 +1148,7 @@ class PlatformCore:
             return
         try:
             params = json.loads((self.files.params_dir / f"{job_id}.json").read_text())
-            model, program, options = decode_params(params)
-            result = run_program(job["backend"], model, program, job["seed"])
-            billed = qpu_seconds(job["backend"], program, options)
+            result, billed = on_qiskit_thread(simulated_and_billed, job["backend"], params, job["seed"])
         except Exception as problem:
             self._end(job_id, "Failed", FAILED_JOB_BILLED_S, f"Failed to run job: {problem}", 5203)
             return
@@ -1456,6 +1478,10 @@ class Platform:
     # lifecycle
 
     def start(self) -> "Platform":
+        # qpy decodes a device-wide transpiled circuit recursively: in a thread of the default 8 MiB
+        # stack it overflows (a segfault in qiskit's native code), so every thread started from
+        # here on (the HTTP handlers, the job worker) gets a deep stack
+        threading.stack_size(THREAD_STACK_BYTES)
         if self._set_environment:
             self._saved_environment = {name: os.environ.get(name) for name in self.environment}
             os.environ.update(self.environment)

@@ -334,7 +334,7 @@ class RuntimeBackend(Backend):
                 wait = throttle_seconds(problem)
                 if wait is not None and waits < MAX_THROTTLE_WAITS:
                     waits += 1
-                    log.info(f"{self.name}: the service asks to wait before it takes more ({scrub(first_line(problem))}); "
+                    log.info(f"{self.name}: the service asks to wait before it takes more ({scrub(first_line(problem, 160))}); "
                              f"waiting {wait:.0f} s")
                     self._sleep(wait)
                     continue
