@@ -1478,9 +1478,9 @@ class Platform:
     # lifecycle
 
     def start(self) -> "Platform":
-        # qpy decodes a device-wide transpiled circuit recursively: in a thread of the default 8 MiB
-        # stack it overflows (a segfault in qiskit's native code), so every thread started from
-        # here on (the HTTP handlers, the job worker) gets a deep stack
+        # threads started from here on (HTTP handlers, the job worker, the qiskit thread) get a deep
+        # stack: with the default 8 MiB, decoding a device-wide program segfaulted in qiskit's native
+        # code in some runs (see _QISKIT_THREAD for the other half of the cure)
         threading.stack_size(THREAD_STACK_BYTES)
         if self._set_environment:
             self._saved_environment = {name: os.environ.get(name) for name in self.environment}
