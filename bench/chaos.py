@@ -6,9 +6,13 @@ undisturbed run gives. Every scenario prints "k/N identical, D duplicate submiss
     train       `orchestrate run` (exact Aer, cache warm) killed at a random moment, then
                 `orchestrate resume` (or run again, if it died before its first checkpoint): the
                 summary's numbers and every epoch's metrics against an undisturbed run's
-    cloud       a run on `ibm_manila` through the stand-in cloud (tests/support/fake_cloud.py: local
-                testing mode behind a stand-in for the service) killed with jobs in flight,
-                then resumed: the numbers, and jobs paid for against the undisturbed run's
+    cloud       a run on `ibm_fez` through the real qiskit-ibm-runtime client against the local IBM
+                Quantum Platform (tests/support/ibm_platform.py, its own server process), each trial
+                one of: kill -9 at a random moment; kill -9 after the service accepted a job and
+                before the client heard its id; an HTTP fault (429 with Retry-After, 502/503, a
+                connection dropped mid-answer, a job creation's answer lost) plus a kill at a
+                random moment; then resumed: the numbers against the undisturbed run's, and
+                duplicates (jobs the service ran twice for the same work) from its ledger
     cache       two `orchestrate embed` on one cache key, the second started 0-25 s after the
                 first: both succeed, the texts are encoded once
     rundir      two `orchestrate run` on one --run-dir, the second 0-10 s after the first: the
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -45,7 +50,7 @@ sys.path.insert(0, str(REPO))
 EMBED = ["embed", "-q", "--limit", "400", "--workers", "1", "--set", "embedding.shard_rows=50"]
 RUN = ["run", "-q", "--limit", "200", "--epochs", "2", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
        "--set", "train.batch_size=16", "--set", "train.checkpoint_every=2", "--set", "train.trackers=[]"]
-CLOUD_RUN = ["run", "-q", "--limit", "60", "--epochs", "1", "--backend", "ibm_manila", "--set", "quantum.n_qubits=2",
+CLOUD_RUN = ["run", "-q", "--limit", "60", "--epochs", "1", "--backend", "ibm_fez", "--set", "quantum.n_qubits=2",
              "--set", "quantum.depth=1", "--set", "train.batch_size=8", "--set", "quantum.shots=200",
              "--set", "quantum.seed=5", "--set", "runtime.retry_backoff_seconds=0", "--set", "hardware.plan=false",
              "--set", "train.checkpoint_every=2", "--set", "train.trackers=[]"]
@@ -57,33 +62,32 @@ def orchestrate(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", *args]
 
 
-def through_cloud(cloud: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.support.fake_cloud", str(cloud), "--", *args]
+def run(command: list[str], timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, env=env or ENVIRONMENT, capture_output=True, text=True, timeout=timeout)
 
 
-def run(command: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True, timeout=timeout)
-
-
-def timed(command: list[str]) -> float:
+def timed(command: list[str], env: dict | None = None) -> float:
     started = time.monotonic()
-    done = run(command)
+    done = run(command, env=env)
     if done.returncode != 0:
         raise SystemExit(f"the undisturbed run failed: {done.stderr[-2000:]}")
     return time.monotonic() - started
 
 
-def killed_at(command: list[str], after_s: float) -> bool:
-    """Start `command`, SIGKILL it `after_s` seconds later; whether it was still running then."""
-    process = subprocess.Popen(command, cwd=REPO, env=ENVIRONMENT, stdout=subprocess.DEVNULL,
+def killed_at(command: list[str], after_s: float, env: dict | None = None,
+              until: Callable[[], bool] | None = None) -> bool:
+    """Start `command`, SIGKILL it `after_s` seconds later (or once `until()` holds, if sooner);
+    whether it was still running then."""
+    process = subprocess.Popen(command, cwd=REPO, env=env or ENVIRONMENT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    try:
-        process.wait(timeout=after_s)
+    deadline = time.monotonic() + after_s
+    while process.poll() is None and time.monotonic() < deadline and not (until and until()):
+        time.sleep(0.02)
+    if process.poll() is not None:
         return False
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        return True
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return True
 
 
 # --- what is compared ---------------------------------------------------------------------------
@@ -131,13 +135,13 @@ def orphans(*folders: Path) -> list[str]:
     return found
 
 
-def finish_run(command_of, run_dir: Path, run_args: list[str]) -> subprocess.CompletedProcess:
+def finish_run(command_of, run_dir: Path, run_args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     """Resume a killed run, or (killed before its first checkpoint) the same `run` again."""
     from orchestrator.run_dir import RunDir
 
     if RunDir(run_dir).has_started():
-        return run(command_of("resume", "-q", str(run_dir)))
-    return run(command_of(*run_args, "--run-dir", str(run_dir)))
+        return run(command_of("resume", "-q", str(run_dir)), env=env)
+    return run(command_of(*run_args, "--run-dir", str(run_dir)), env=env)
 
 
 # --- scenarios ----------------------------------------------------------------------------------
@@ -183,33 +187,79 @@ def scenario_train(work: Path, n: int, rng: random.Random) -> dict:
             "undisturbed_s": duration}
 
 
+HTTP_FAULTS = [
+    {"http_error": {"method": "POST", "path": "/jobs", "status": 429, "retry_after": 1, "times": 2}},
+    {"http_error": {"method": "POST", "path": "/jobs", "status": 503, "times": 2}},
+    {"http_error": {"method": "GET", "path": "/jobs/*", "status": 502, "times": 3}},
+    {"drop_connection": {"method": "GET", "path": "/jobs/*/results", "times": 2}},
+    {"lose_job_creation_response": {"times": 2}},
+]
+
+
+def start_platform_process(state: Path) -> tuple[subprocess.Popen, dict]:
+    """`python -m tests.support.ibm_platform` on a free port; (the process, the client's environment)."""
+    process = subprocess.Popen([sys.executable, "-m", "tests.support.ibm_platform", "--plan", "paid", "--state",
+                                str(state)], cwd=REPO, env=ENVIRONMENT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    lines = {}
+    while "STATE" not in lines:
+        name, _, value = process.stdout.readline().strip().partition("=")
+        if not name:
+            raise SystemExit("the local IBM Quantum Platform did not start")
+        lines[name] = value
+    names = ("IAM_URL", "GLOBAL_SEARCH_URL", "GLOBAL_CATALOG_URL", "QISKIT_IBM_TOKEN", "QISKIT_IBM_URL",
+             "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL")
+    return process, dict(ENVIRONMENT, **{name: lines[name] for name in names})
+
+
+def jobs_since(files, started: str) -> list[dict]:
+    return [job for job in files.ledger() if job["created_at"] >= started and not job.get("synthetic")]
+
+
 def scenario_cloud(work: Path, n: int, rng: random.Random) -> dict:
-    from tests.support.fake_cloud import jobs_kept
+    from tests.support.ibm_platform import PlatformFiles, iso, utc_now
 
     cache = work / "cloud-cache"
     run(orchestrate(*EMBED[:1], "-q", "--limit", "60", "--cache-dir", str(cache)))
-    reference_dir, reference_cloud = work / "cloud-reference", work / "cloud-reference-service"
-    duration = timed(through_cloud(reference_cloud, *CLOUD_RUN, "--cache-dir", str(cache),
-                                   "--run-dir", str(reference_dir)))
-    reference, paid_for = run_numbers(reference_dir), jobs_kept(reference_cloud)
-    identical, duplicates, leftovers, killed = 0, 0, [], 0
-    for trial in range(n):
-        cloud, run_dir = work / f"cloud-{trial}-service", work / f"cloud-{trial}"
+    server, env = start_platform_process(work / "cloud-platform")
+    files = PlatformFiles(work / "cloud-platform")
+    try:
+        def command_of(*args):
+            return orchestrate(*args, *(["--cache-dir", str(cache)] if args[0] == "run" else []))
 
-        def command_of(*args, cloud=cloud):
-            return through_cloud(cloud, *args, *(["--cache-dir", str(cache)] if args[0] == "run" else []))
-
-        killed += killed_at(command_of(*CLOUD_RUN, "--run-dir", str(run_dir)), rng.uniform(1.0, duration))
-        done = finish_run(command_of, run_dir, CLOUD_RUN) if not (run_dir / "summary.json").exists() else None
-        same = (done is None or done.returncode == 0) and run_numbers(run_dir) == reference
-        identical += same
-        duplicates += max(0, jobs_kept(cloud) - paid_for)
-        leftovers += orphans(run_dir)
-        if same:                       # a trial that differs stays in the workdir, to be looked at
-            shutil.rmtree(run_dir, ignore_errors=True)
-            shutil.rmtree(cloud, ignore_errors=True)
+        reference_dir = work / "cloud-reference"
+        duration = timed(command_of(*CLOUD_RUN, "--run-dir", str(reference_dir)), env=env)
+        reference = run_numbers(reference_dir)
+        identical, duplicates, leftovers, killed, kinds = 0, 0, [], 0, {"kill": 0, "held": 0, "fault": 0}
+        for trial in range(n):
+            run_dir, started = work / f"cloud-{trial}", iso(utc_now())
+            kind = ("kill", "held", "fault")[trial % 3]
+            kinds[kind] += 1
+            until = None
+            if kind == "held":       # killed after the service accepted a job, before the client heard its id
+                after = rng.randint(1, max(1, reference["jobs"] - 1))    # this trial's jobs before the held one
+                accepted = max((job["number"] for job in files.ledger()), default=0)   # numbers count every trial's
+                files.set_faults({"hold_job_creation_response": {"seconds": 600, "after_jobs": accepted + after}})
+                until = lambda after=after, started=started: len(jobs_since(files, started)) > after
+            elif kind == "fault":
+                files.set_faults(rng.choice(HTTP_FAULTS))
+            killed += killed_at(command_of(*CLOUD_RUN, "--run-dir", str(run_dir)),
+                                600 if kind == "held" else rng.uniform(1.0, duration), env=env, until=until)
+            files.set_faults({})
+            done = (finish_run(command_of, run_dir, CLOUD_RUN, env=env)
+                    if not (run_dir / "summary.json").exists() else None)
+            same = (done is None or done.returncode == 0) and run_numbers(run_dir) == reference
+            identical += same
+            tags = [tuple(job["tags"]) for job in jobs_since(files, started)]
+            duplicates += len(tags) - len(set(tags))
+            leftovers += orphans(run_dir)
+            if same:                       # a trial that differs stays in the workdir, to be looked at
+                shutil.rmtree(run_dir, ignore_errors=True)
+    finally:
+        server.terminate()
+        server.wait()
     return {"identical": identical, "killed": killed, "duplicate_submissions": duplicates, "orphans": leftovers,
-            "undisturbed_s": duration}
+            "undisturbed_s": duration, "trials": kinds}
 
 
 def scenario_cache(work: Path, n: int, rng: random.Random) -> dict:

@@ -1,6 +1,7 @@
 """What the tests stand on, importable as `tests.support.<module>` (no test file imports another):
 
-    fake_cloud         a stand-in for IBM Quantum's cloud service (`python -m tests.support.fake_cloud ROOT -- ARGS`)
+    ibm_platform       a local IBM Quantum Platform over HTTP for the real qiskit-ibm-runtime client
+                       (`python -m tests.support.ibm_platform --port P --plan open|paid --state DIR`)
     loopback_cluster   a real multi-node Ray cluster on loopback addresses
     reference_sim      the exact torch simulation everything quantum is checked against
     summary_schema     summary.json against docs/summary.schema.json

@@ -100,7 +100,9 @@ BILLING MODEL (deterministic; seconds, rounded to 0.001):
                          a batch's details report the sum as its elapsed_time (usage)
     dedicated session    the instance is charged the session's elapsed time instead: from its
                          creation to its close or its last job's end, whichever is later (to now
-                         while it is open); its jobs still report their own QPU seconds in metrics
+                         while it is open), each job counted as holding the QPU for its billed
+                         seconds (the simulator runs faster than a device); its jobs still report
+                         their own QPU seconds in metrics
                          (ledger billed_to "session")
     instance usage       the sum of those charges over the last OpenPlanLimits.window_days (28)
 
@@ -136,6 +138,11 @@ any process may). Every key is optional:
                                              the socket half-way through the answer's body
                                              (default); or close it before a byte of the answer,
                                              unserved
+     "hold_job_creation_response": {"seconds": 30, "after_jobs": 2}
+                                             accept and ledger every job after the 2nd, then answer
+                                             only after that long (a client can be killed in between)
+     "run_only_jobs_up_to": 2,               jobs after the 2nd accepted stay queued (in flight) until
+                                             the switch is removed
      "lose_job_creation_response": {"times": 1}
                                              accept and ledger the job, then close the connection
                                              before the client hears its id
@@ -186,7 +193,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -815,7 +821,11 @@ class JobBook:
             ends = [parse_iso(session["closed_at"])] + [parse_iso(job["finished_at"]) for job in jobs
                                                           if job.get("finished_at")]
             end = max(ends)
-        return round((end - parse_iso(session["created_at"])).total_seconds(), BILLING_DECIMALS)
+        # a job holds the QPU for its billed seconds, though the simulator ran it faster: the session
+        # was active for that time too (so it never bills less than its jobs, as on a device)
+        held = sum(max(0.0, (job.get("billed_seconds") or 0) - seconds_between(job["running_at"], job["finished_at"]))
+                   for job in jobs if job.get("running_at") and job.get("finished_at"))
+        return round((end - parse_iso(session["created_at"])).total_seconds() + held, BILLING_DECIMALS)
 
     def consumed_seconds(self, now: datetime, window_days: float) -> float:
         """QPU seconds charged to the instance in the window: job/batch jobs' billed seconds, and
@@ -1129,8 +1139,9 @@ class PlatformCore:
     def next_runnable(self) -> Optional[dict]:
         now = utc_now()
         with self.lock:
+            held_after = self.files.faults().get("run_only_jobs_up_to")
             queued = [job for job in self.book.jobs.values() if job["status"] == "Queued" and not job.get("synthetic")
-                      and parse_iso(job["not_before"]) <= now]
+                      and parse_iso(job["not_before"]) <= now and (held_after is None or job["number"] <= held_after)]
             return min(queued, key=lambda job: job["number"]) if queued else None
 
     def seconds_to_next(self) -> float:
@@ -1138,7 +1149,7 @@ class PlatformCore:
         with self.lock:
             waits = [(parse_iso(job["not_before"]) - now).total_seconds() for job in self.book.jobs.values()
                      if job["status"] == "Queued" and not job.get("synthetic")]
-        return max(0.01, min(waits)) if waits else 1.0
+        return max(0.05, min(waits)) if waits else 1.0
 
     def run_job(self, job_id: str) -> None:
         job = self._start(job_id)
@@ -1358,9 +1369,12 @@ class PlatformHandler(BaseHTTPRequestHandler):
         response = fault_error(error) if error else self.respond(request)
         if drop:
             raise DropConnection(response)
-        if (request.method, request.path, request.api) == ("POST", "/jobs", True) and response[0] == 200 \
-                and files.take_fault("lose_job_creation_response", "POST", "/jobs"):
-            raise DropConnection()
+        if (request.method, request.path, request.api) == ("POST", "/jobs", True) and response[0] == 200:
+            if files.take_fault("lose_job_creation_response", "POST", "/jobs"):
+                raise DropConnection()
+            held = files.faults().get("hold_job_creation_response")
+            if held and self.server.core.book.job(response[1]["id"])["number"] > held.get("after_jobs", 0):
+                time.sleep(float(held.get("seconds", 30)))   # accepted and in the ledger; its id reaches the client late
         return response
 
     def respond(self, request: Request) -> tuple:

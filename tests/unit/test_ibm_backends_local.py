@@ -1,12 +1,11 @@
 """IBM Quantum backends in this process, with no run: fake devices in qiskit-ibm-runtime's local testing
-mode (Session, Batch and job mode, the primitive's options), the stand-in cloud service
-(tests/support/fake_cloud.py) installed in-process to list devices, a token in a config refused,
-and which service errors are retried (runs on them: tests/integration/test_ibm_backends.py)."""
+mode (Session, Batch and job mode, the primitive's options), a token in a config refused, and which
+service errors are retried (ibm_<device> against the local IBM Quantum Platform, and runs:
+tests/integration/test_ibm_backends.py)."""
 import numpy as np
 import pytest
 
 from orchestrator.cli import main
-from tests.support.fake_cloud import install
 from tests.support.ibm import TOKEN, one_error_line
 
 
@@ -50,28 +49,9 @@ def test_mitigation_and_execution_options_reach_the_primitive():
     assert estimator.options.twirling.enable_gates is True and estimator.options.twirling.enable_measure is True
 
 
-def test_resilience_defaults_to_0_in_local_testing_mode_and_to_the_services_default_on_a_device(tmp_path, monkeypatch):
-    from orchestrator.quantum.backends.runtime import estimator_options
-
+def test_resilience_defaults_to_0_in_local_testing_mode():
     assert device_backend("fake_manila").estimator().options.resilience_level == 0
     assert device_backend("fake_manila", "runtime.resilience_level=1").estimator().options.resilience_level == 1
-    install(tmp_path / "cloud", monkeypatch.setattr)
-    on_device = device_backend("ibm_manila")
-    assert "resilience_level" not in estimator_options(on_device.runtime, on_device.shots)   # the Estimator's own default
-    assert on_device.estimator().options.resilience_level == 1
-
-
-def test_backends_lists_devices_with_qubits_status_and_queue(tmp_path, capsys, monkeypatch):
-    install(tmp_path / "cloud", monkeypatch.setattr)
-    assert main(["backends"]) == 0
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows["ibm_fez"].split()[1] == "156" and "online" in rows["ibm_fez"]
-    assert rows["ibm_fez"].split()[2:5] == ["Heron", "r2", rows["ibm_fez"].split()[4]]
-    assert rows["ibm_fez"].split()[4].isdigit()                      # the queue length
-    assert "local" in rows["fake_kingston"] and "aer_simulator" in rows
-    # every fake device of the installed provider, the Heron r3 and Nighthawk ones included
-    assert rows["fake_pittsburgh"].split()[1:4] == ["156", "Heron", "r3"]
-    assert rows["fake_miami"].split()[1:4] == ["120", "Nighthawk", "r1"]
 
 
 def test_a_token_in_a_config_is_refused(capsys, tmp_path):

@@ -54,11 +54,15 @@ def connect_service(runtime):
     with logging_level("qiskit_ibm_runtime.qiskit_runtime_service", logging.ERROR):
         try:
             if token:
-                return QiskitRuntimeService(channel=channel or "ibm_quantum_platform", token=token, url=url,
-                                            instance=instance)
-            return QiskitRuntimeService(channel=channel, instance=instance)
+                service = QiskitRuntimeService(channel=channel or "ibm_quantum_platform", token=token, url=url,
+                                               instance=instance)
+            else:
+                service = QiskitRuntimeService(channel=channel, instance=instance)
+            # the client builds even when the compute API behind `url` cannot be reached: ask it once
+            service.usage()
         except Exception as problem:
             raise UserError(f"could not connect to IBM Quantum{where}: {scrub(first_line(problem))}") from None
+    return service
 
 
 @contextlib.contextmanager
@@ -208,7 +212,7 @@ class IbmDeviceBackend(RuntimeBackend):
             job = self.with_retries(f"find job {job_id}", lambda: self.service.job(job_id))
         except BackendFailure:
             return None
-        return RuntimeJob(job, n_rows, n_observables)
+        return RuntimeJob(job, n_rows, n_observables, with_retries=self.with_retries)
 
     def find(self, tag: str, n_rows: int, n_observables: int) -> Optional[RuntimeJob]:
         """The newest job the service holds with `tag`, or None."""
@@ -216,7 +220,7 @@ class IbmDeviceBackend(RuntimeBackend):
             job = self.with_retries(f"look up jobs tagged {tag}", lambda: self.tagged_job(tag))
         except BackendFailure:
             return None
-        return RuntimeJob(job, n_rows, n_observables) if job is not None else None
+        return RuntimeJob(job, n_rows, n_observables, with_retries=self.with_retries) if job is not None else None
 
 
 class IbmFamily(DeviceFamily):

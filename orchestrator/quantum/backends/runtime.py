@@ -99,14 +99,19 @@ def check_device_capacity(device, name: str, n_qubits: int, shots: int) -> None:
 class RuntimeJob(BackendJob):
     """A submitted (or re-attached) Estimator job: its id, its values, what it cost."""
 
-    def __init__(self, job, n_rows: int, n_observables: int, session_id: Optional[str] = None) -> None:
+    def __init__(self, job, n_rows: int, n_observables: int, session_id: Optional[str] = None,
+                 with_retries: Callable[[str, Callable[[], Any]], Any] = lambda what, action: action()) -> None:
         self._job = job
         self.job_id = job.job_id()
         self.session_id = session_id
         self._shape = (n_rows, n_observables)
+        self._with_retries = with_retries
 
     def result(self) -> np.ndarray:
-        expectations = expectations_from_pub_result(self._job.result()[0])
+        # a connection dropped while the result comes back is the network's failure, not the job's:
+        # fetched again, never submitted again (a job that failed on the device raises at once)
+        result = self._with_retries(f"fetch the result of job {self.job_id}", self._job.result)
+        expectations = expectations_from_pub_result(result[0])
         if expectations.shape != self._shape:
             raise RuntimeError(f"job {self.job_id} returned {expectations.shape}, expected {self._shape}")
         return expectations
@@ -147,7 +152,8 @@ def queue_seconds(timestamps: dict) -> Optional[float]:
 
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 TRANSIENT_WORDS = ("queue is full", "too many requests", "rate limit", "timed out", "timeout", "temporarily",
-                   "service unavailable", "connection reset", "connection aborted", "connection refused")
+                   "service unavailable", "connection reset", "connection aborted", "connection refused",
+                   "connection broken", "incompleteread", "remote end closed", "remotedisconnected")
 
 
 def is_transient(problem: BaseException) -> bool:
@@ -280,7 +286,7 @@ class RuntimeBackend(Backend):
             return self.run_in_mode(pub, tag, max_seconds)
 
         job = self.with_retries("submit a job", submit_once)
-        return RuntimeJob(job, len(parameter_table), len(observables), self.dedicated_session_id())
+        return RuntimeJob(job, len(parameter_table), len(observables), self.dedicated_session_id(), self.with_retries)
 
     def tagged_job(self, tag: str):
         """The service's newest job carrying `tag` (None where jobs cannot be looked up: local mode)."""
