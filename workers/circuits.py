@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from orchestrator.core.errors import BackendFailure, UserError
+from orchestrator.core.usage import JobUsage
 from workers.cluster import connect, place_actors, placement_timeout_s
 
 RESTARTS = 3   # per actor: restarts after a crash, and retries of the slice it was evaluating
@@ -93,8 +94,10 @@ class WorkerJob:
                                  f"(a restarted worker may have found no place on the cluster; CPUs free: {free:g})"
                                  ) from None
 
-    def quantum_seconds(self) -> Optional[float]:
-        return None
+    session_id = None
+
+    def usage(self) -> JobUsage:
+        return JobUsage()    # a simulator bills nothing
 
 
 class FannedOutBackend:
@@ -115,10 +118,11 @@ class FannedOutBackend:
         self.max_parameter_sets_per_job = local.max_parameter_sets_per_job
         self.transpile_target = local.transpile_target
         self.job_retries = local.job_retries
+        self.max_pending_jobs = None
         self._actors: list = []
 
     def submit(self, circuit, observables: Sequence, parameter_table: np.ndarray, shots: Optional[int],
-               tag: Optional[str] = None):
+               tag: Optional[str] = None, max_seconds: Optional[float] = None):
         table = np.asarray(parameter_table, dtype=np.float64)
         if len(table) < self.min_rows:
             return self.local.submit(circuit, observables, table, shots)

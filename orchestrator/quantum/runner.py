@@ -27,6 +27,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from orchestrator.core.errors import BackendFailure, first_line
+from orchestrator.core.usage import JobUsage
 from orchestrator.quantum import shift_rule
 from orchestrator.quantum.gradients import GradientMethod, ParameterShift
 from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
@@ -34,16 +35,6 @@ from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTempl
 
 
 # --- the backend contract ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class JobUsage:
-    """What a finished job cost, as the service reports it (None: not reported, as on a simulator
-    or in local testing mode)."""
-
-    billed_seconds: Optional[float] = None   # the QPU time the service bills for this job (job.usage())
-    queue_seconds: Optional[float] = None    # created -> started running on the device
-    session_id: Optional[str] = None         # a dedicated session bills its elapsed time, not its jobs'
-
 
 class BackendJob(Protocol):
     """A submitted job: an id a journal can record, and its expectation values when done."""
