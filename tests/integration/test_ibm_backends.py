@@ -212,15 +212,16 @@ def test_a_wrong_url_token_or_region_is_one_line(cache, platform, tmp_path, caps
 def test_runtime_url_points_the_client_at_the_service(cache, platform, tmp_path, monkeypatch):
     monkeypatch.delenv("QISKIT_IBM_URL")
     run_dir = tmp_path / "run"
-    assert main(["run", *TINY, "--backend", DEVICE, "--set", f"runtime.url={platform.url}", "--cache-dir", str(cache),
-                 "--run-dir", str(run_dir)]) == 0
+    assert main(["run", *TINY, "--backend", DEVICE, "--set", f"runtime.url={platform.url}", "--set", "train.max_steps=1",
+                 "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
     assert len(jobs(platform)) == summary_of(run_dir)["quantum"]["jobs"]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["runtime"]["url"] == platform.url
 
 
 def test_least_busy_picks_the_device_with_the_shortest_queue_and_the_run_records_it(cache, platform, tmp_path):
     run_dir = tmp_path / "run"
-    assert main(["run", *TINY, "--backend", "ibm_least_busy", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
+    assert main(["run", *TINY, "--backend", "ibm_least_busy", "--set", "train.max_steps=1", "--cache-dir", str(cache),
+                 "--run-dir", str(run_dir)]) == 0
     picked = yaml.safe_load((run_dir / "config.yaml").read_text())["quantum"]["backend"]
     assert picked.startswith("ibm_") and picked != "ibm_least_busy" and summary_of(run_dir)["backend"] == picked
     assert {job["backend"] for job in jobs(platform)} == {picked}
@@ -304,13 +305,13 @@ def test_the_open_plans_pending_jobs_limit_is_never_passed(cache, open_plan, tmp
 
 def test_429_and_the_five_a_minute_rule_are_waited_out_without_failing(cache, tmp_path, monkeypatch):
     with start_platform(tmp_path / "platform", plan="open", token=TOKEN, set_environment=False,
-                        open_limits=OpenPlanLimits(jobs_per_minute=3)) as served:
+                        open_limits=OpenPlanLimits(jobs_per_minute=3, rate_window_seconds=8)) as served:
         served.set_faults({"http_error": {"method": "POST", "path": "/jobs", "status": 429, "retry_after": 1, "times": 1}})
         run_dir = tmp_path / "run"
         done = tiny_run(served, cache, run_dir, "--set", "runtime.retries=0", "--set", "train.max_steps=3")
         assert done.returncode == 0, done.stderr          # retries=0: a wait the service asks for is no failure
         refused = [r for r in served.requests() if r.startswith("POST /experimental/api/v1/jobs 429")]
-        assert len(refused) >= 2 and duplicates(served) == 0    # the fault's, and the 4th creation in a minute
+        assert len(refused) >= 2 and duplicates(served) == 0    # the fault's, and the 4th creation in the window
         assert len(jobs(served)) == summary_of(run_dir)["quantum"]["jobs"]
 
 

@@ -233,6 +233,7 @@ class OpenPlanLimits:
     window_seconds: float = 600.0     # billed QPU seconds per window
     window_days: float = 28.0         # the rolling window
     jobs_per_minute: int = 5          # job creations per API key
+    rate_window_seconds: float = 60.0  # the "minute" of that rule (a test may shorten it)
 
 
 # --- errors in IBM's shapes ------------------------------------------------------------------
@@ -770,9 +771,9 @@ class PlanRules:
     def _check_rate(self, book: "JobBook", user_id: str, now: datetime) -> None:
         recent = sorted(parse_iso(job["created_at"]) for job in book.jobs.values()
                         if job.get("user_id") == user_id and not job.get("synthetic")
-                        and (now - parse_iso(job["created_at"])).total_seconds() < 60)
+                        and (now - parse_iso(job["created_at"])).total_seconds() < self.limits.rate_window_seconds)
         if len(recent) >= self.limits.jobs_per_minute:
-            retry_after = max(1, math.ceil(60 - (now - recent[0]).total_seconds()))
+            retry_after = max(1, math.ceil(self.limits.rate_window_seconds - (now - recent[0]).total_seconds()))
             raise ApiError(429, 1202, f"Too many POST /jobs requests received: limit is "
                                       f"{self.limits.jobs_per_minute} per minute.",
                            "Reduce your request rate and try again.", headers={"Retry-After": str(retry_after)})
