@@ -28,20 +28,31 @@ CREDENTIALS_HELP = ("set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE, optionally Q
                     "account once with QiskitRuntimeService.save_account(token=..., instance=...)")
 
 
-# --- the service (the network boundary: tests replace `connect_service`, nothing else) ---------
+# --- the service ------------------------------------------------------------------------------
+
+_SERVICES: dict = {}   # one connection per account and address in a process: check, make and estimate share it
+
 
 def connect_service(runtime):
     """QiskitRuntimeService for the config's `runtime` section: the token from QISKIT_IBM_TOKEN (else
     qiskit's saved account, which carries its own URL), the URL from runtime.url or QISKIT_IBM_URL
     (else IBM's cloud); one clear error without credentials or when the service refuses them."""
-    from qiskit_ibm_runtime import QiskitRuntimeService
-
     channel = runtime.channel or os.environ.get("QISKIT_IBM_CHANNEL")
     if channel == RETIRED_CHANNEL:
         raise UserError(RETIRED_CHANNEL_TEXT.replace("config: runtime.channel", "the IBM channel"))
     token = os.environ.get("QISKIT_IBM_TOKEN")
     url = runtime.url or os.environ.get("QISKIT_IBM_URL")
     instance = runtime.instance or os.environ.get("QISKIT_IBM_INSTANCE")
+    # the client's own variables (IAM_URL, ...) decide where it goes too
+    key = (channel, token, url, instance, os.environ.get("IAM_URL"), os.environ.get("GLOBAL_SEARCH_URL"))
+    if key not in _SERVICES:
+        _SERVICES[key] = new_service(channel, token, url, instance)
+    return _SERVICES[key]
+
+
+def new_service(channel: Optional[str], token: Optional[str], url: Optional[str], instance: Optional[str]):
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
     if not token:
         try:
             saved = QiskitRuntimeService.saved_accounts()
@@ -111,8 +122,6 @@ def describe_backends(service) -> list[dict]:
     return sorted(rows, key=lambda row: row["name"])
 
 
-# --- the backend -------------------------------------------------------------------------------
-
 # --- the instance's usage window (IBM's Open plan: 600 QPU s per rolling 28 days) ----------------
 
 QUEUED_JOB_SECONDS = 10.0      # assumed device time of each job ahead in a queue (for wall-time estimates)
@@ -149,7 +158,7 @@ def instance_usage(config: Config, backend: Optional[str] = None) -> dict:
     if backend is not None and IbmFamily.names.family != family_of(backend):
         raise UserError(f"--backend {backend}: usage is an IBM Quantum instance's; name an ibm_<device>")
     service = connect_service(config.runtime)
-    usage = {"instance": getattr(service, "active_instance", lambda: None)(), "window": usage_window(service),
+    usage = {"instance": service.active_instance(), "window": usage_window(service),
              "backend": None}
     if backend is not None:
         device = service_device(service, backend)
@@ -183,6 +192,8 @@ def least_busy_device(service, n_qubits: int) -> str:
         raise UserError(f"{LEAST_BUSY}: no operational device with {n_qubits}+ qubits is available to this account "
                         f"({scrub(first_line(problem))})") from None
 
+
+# --- the backend -------------------------------------------------------------------------------
 
 class IbmDeviceBackend(RuntimeBackend):
     """An IBM Quantum device of the account's service."""
