@@ -161,13 +161,20 @@ def is_transient(problem: BaseException) -> bool:
     attribute, or in the message the runtime re-raises it with), or the service saying it is busy."""
     if isinstance(problem, (OSError, TimeoutError)):     # requests' ConnectionError and Timeout are OSErrors
         return True
-    status = getattr(problem, "status_code", None)
-    if not isinstance(status, int) or status <= 0:
-        found = re.search(r"\b([1-5]\d\d) (?:Client|Server) Error", str(problem))
-        status = int(found.group(1)) if found else None
+    status = http_status(problem)
     if status is not None:
         return status in TRANSIENT_STATUS or status >= 500
     return any(word in str(problem).lower() for word in TRANSIENT_WORDS)
+
+
+def http_status(error: BaseException) -> Optional[int]:
+    """The HTTP status of an error: its status_code, else the one in the message the runtime
+    re-raises it with ("429 Client Error: ..."); None if it names none."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and status > 0:
+        return status
+    found = re.search(r"\b([1-5]\d\d) (?:Client|Server) Error", str(error))
+    return int(found.group(1)) if found else None
 
 
 MAX_THROTTLE_WAITS = 120        # 429s / pending-limit refusals waited out per action before giving up
@@ -195,8 +202,8 @@ def throttle_seconds(problem: BaseException) -> Optional[float]:
 
 
 def is_throttled(problem: BaseException) -> bool:
-    return any(getattr(getattr(e, "response", None), "status_code", None) == 429 or getattr(e, "status_code", None) == 429
-               or "429 client error" in str(e).lower() or any(w in str(e).lower() for w in PENDING_LIMIT_WORDS)
+    """A 429, or the plan's pending-jobs limit, anywhere in the chain of errors."""
+    return any(http_status(e) == 429 or any(w in str(e).lower() for w in PENDING_LIMIT_WORDS)
                for e in error_chain(problem))
 
 
@@ -298,7 +305,7 @@ class RuntimeBackend(Backend):
 
         mode = self._mode
         if isinstance(mode, Session) and not isinstance(mode, Batch):
-            return getattr(mode, "session_id", None)
+            return mode.session_id
         return None
 
     def run_in_mode(self, pub: tuple, tag: Optional[str] = None, max_seconds: Optional[float] = None):
