@@ -117,7 +117,8 @@ def estimate_dict(config: Config, split: Split) -> dict:
     if family.remote:
         per_shot, per_job = device_seconds_per_shot(config)
         result["qpu_seconds"] = {name: qpu_seconds(w, shots, per_shot, per_job) for name, w in parts.items()}
-        result["wall_seconds"] = {name: wall_seconds(config, w.jobs, result["qpu_seconds"][name])
+        queue = family.queue_wait_seconds(config)
+        result["wall_seconds"] = {name: wall_seconds(w.jobs, result["qpu_seconds"][name], queue)
                                   for name, w in parts.items()}
     return result
 
@@ -145,11 +146,11 @@ def describe(config: Config, split: Split) -> list[str]:
     per_shot, per_job = device_seconds_per_shot(config)
     lines.append(f"QPU time if every step ran on the device (estimate: {per_job:g} s per job + shots x "
                  f"{per_shot * 1e6:.0f} us per shot, repetition delay + circuit duration on {q.backend}):")
-    queue = backend_family(q.backend).queue_wait_seconds(config)
+    queue = family.queue_wait_seconds(config)
     lines.append(f"  {'':<22} {'QPU':>10} {'wall (queue ~' + duration(queue) + ' a job)':>28}")
     for label, work in (("one training step", plan.step), ("one epoch", plan.epoch), ("whole run", plan.run)):
         qpu = qpu_seconds(work, shots, per_shot, per_job)
-        lines.append(f"  {label:<22} {duration(qpu):>10} {duration(wall_seconds(config, work.jobs, qpu)):>28}")
+        lines.append(f"  {label:<22} {duration(qpu):>10} {duration(wall_seconds(work.jobs, qpu, queue)):>28}")
     return lines
 
 
@@ -180,11 +181,11 @@ def phase_workload(config: Config, split: Split, steps: int) -> PhaseWorkload:
 ROUND_TRIP_SECONDS = 3.0   # the client's part of a job: submit, poll until done, fetch the result
 
 
-def wall_seconds(config: Config, jobs: int, qpu: float) -> float:
+def wall_seconds(jobs: int, qpu: float, queue_wait: float) -> float:
     """Expected wall time of `jobs` jobs submitted one after another (a training step waits for its
-    job) costing `qpu` QPU seconds in all: each waits through the device's current queue (its
-    family's estimate) and a client round trip."""
-    return jobs * (backend_family(config.quantum.backend).queue_wait_seconds(config) + ROUND_TRIP_SECONDS) + qpu
+    job) costing `qpu` QPU seconds in all: each waits `queue_wait` in the device's queue (its
+    family's estimate: `queue_wait_seconds`) and a client round trip."""
+    return jobs * (queue_wait + ROUND_TRIP_SECONDS) + qpu
 
 
 def device_seconds_per_shot(config: Config) -> tuple[float, float]:

@@ -111,7 +111,8 @@ def hardware_phase(config: Config, split, number: int) -> Optional[PhasePlan]:
 
     return PhasePlan(number, "hardware", phase_config(config, config.quantum.backend, None, steps), steps=steps,
                      jobs=work.jobs, circuits=work.circuits, shots=work.shots, qpu_seconds=seconds,
-                     wall_seconds=wall_seconds(config, work.jobs, seconds))
+                     wall_seconds=wall_seconds(work.jobs, seconds,
+                                               backend_family(config.quantum.backend).queue_wait_seconds(config)))
 
 
 # A device run's phases, in order; a phase may leave itself out of a plan (None). Its number is its place here.
