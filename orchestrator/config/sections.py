@@ -19,13 +19,14 @@ from orchestrator.core.backend_names import AER_SIMULATOR, family_of, unknown_ba
 from orchestrator.core.paulis import OBSERVABLE_SETS, observable_labels
 from orchestrator.data.readers import READERS
 from orchestrator.quantum.ansatz import ENCODINGS, ENTANGLERS
-from orchestrator.quantum.gradients import GRADIENT_METHODS
+from orchestrator.quantum.gradients import AUTO, GRADIENT_METHODS, TABLE_GRADIENTS, why_not_exact
 
 # the choices the config offers are the names of what exists (Literal[(a, b)] is Literal[a, b])
 EncodingName = Literal[tuple(ENCODINGS)]
 EntanglerName = Literal[tuple(ENTANGLERS)]
 ObservableSet = Literal[OBSERVABLE_SETS]
-GradientName = Literal[tuple(GRADIENT_METHODS)]
+GradientName = Literal[(AUTO, *GRADIENT_METHODS)]
+TableGradientName = Literal[TABLE_GRADIENTS]
 DataFormat = Literal[("auto", *READERS)]
 
 SelectionMetric = Literal["f1_positive", "f1_macro", "accuracy"]
@@ -115,9 +116,11 @@ class QuantumConfig(ConfigSection):
     noise_model: Optional[Text] = Field(None, description="aer_simulator only: a fake device's noise "
                                                           "(fake_fez, ...), simulated on the circuit's qubits")
     gradient: GradientName = Field(
-        "parameter-shift", description="parameter-shift (exact, 1 + 2 x parameters rows per sample) | "
-                                       "parameter-shift-weights (exact for the circuit weights, pre-net frozen) | "
-                                       "spsa (estimated, 1 + 2 x spsa_samples rows per sample)")
+        AUTO, description="auto (backprop on an exact simulator, else parameter-shift) | "
+                          "backprop (exact statevector, differentiated by torch; exact aer_simulator only) | "
+                          "parameter-shift (exact, 1 + 2 x parameters rows per sample) | "
+                          "parameter-shift-weights (exact for the circuit weights, pre-net frozen) | "
+                          "spsa (estimated, 1 + 2 x spsa_samples rows per sample)")
     spsa_step: Number = Field(0.1, gt=0, le=1, description="spsa: how far every parameter moves (radians)")
     spsa_samples: Int = Field(1, ge=1, description="spsa: perturbations per sample, averaged")
     eval_shots: Optional[Int] = Field(None, ge=1, description="shots per parameter set for validation and test; "
@@ -156,6 +159,15 @@ class QuantumConfig(ConfigSection):
             observable_labels(self.observables, self.n_qubits)
         except ValueError as problem:
             raise ValueError(f"config: quantum.{problem}") from None
+        return self
+
+    @model_validator(mode="after")
+    def backprop_only_on_an_exact_simulator(self) -> QuantumConfig:
+        method = GRADIENT_METHODS.get(self.gradient)
+        reason = why_not_exact(self) if method is not None and method.needs_exact_simulator else None
+        if reason is not None:
+            raise ValueError(f"config: quantum.gradient {self.gradient} needs an exact simulator, but {reason}; "
+                             f"use auto or parameter-shift")
         return self
 
     @model_validator(mode="after")
@@ -264,8 +276,8 @@ class HardwareConfig(ConfigSection):
                                                   "(0: no such phase)")
     steps: Optional[Int] = Field(None, ge=0, description="phase 3, on the device: training steps; empty: as many as "
                                                          "runtime.max_qpu_seconds allows after the evaluation")
-    gradient: GradientName = Field(
-        "spsa", description="the gradient of phases 2 and 3 (see quantum.gradient)")
+    gradient: TableGradientName = Field(
+        "spsa", description="the gradient of phases 2 and 3 (see quantum.gradient; they run with shots)")
     shots: Int = Field(1024, ge=1, description="shots per parameter set in training steps of phases 2 and 3")
     eval_shots: Int = Field(256, ge=1, description="shots per parameter set for validation and test in phases 2 and 3")
     batch_size: Optional[Int] = Field(None, ge=1, description="rows per step in phases 2 and 3; empty: train.batch_size")

@@ -1,9 +1,13 @@
-"""How a training step's parameter table is built and read back: the gradient methods, one class each.
+"""The gradient methods, one class each: how a training step's circuit evaluations give the
+values and their gradients.
 
-Pure numpy, no I/O, no qiskit. Every method lays out, per sample, rows of parameters to evaluate
-(row 0 is always the unshifted sample) and turns their expectation values back into the forward
-values and a Jacobian of shape (batch, n_observables, n_parameters), parameters in template
-order (inputs, then weights). One request, one table, one job, whichever the method:
+Pure numpy, no I/O, no qiskit. `backprop` needs no table: on an exact simulator the batch's values
+come from one differentiable statevector evaluation (statevector.py) and torch's backprop gives the
+exact gradients of inputs and weights. Every other method lays out, per sample, rows of parameters
+to evaluate (row 0 is always the unshifted sample) and turns their expectation values back into the
+forward values and a Jacobian of shape (batch, n_observables, n_parameters), parameters in template
+order (inputs, then weights); these are what shots, noise and devices can run. One request, one
+table, one job, whichever the method:
 
     parameter-shift          exact: 1 + 2 x (inputs + weights) rows per sample (57 on W1)
     parameter-shift-weights  exact for the circuit weights, 1 + 2 x weights rows; the input
@@ -14,9 +18,14 @@ order (inputs, then weights). One request, one table, one job, whichever the met
                              the two values. Unbiased to O(c^2); the signs are drawn from
                              (seed, request number), so a resumed run draws the same ones.
 
+    backprop                 exact, 1 row per sample, no table: one statevector evaluation of the
+                             batch, differentiated by torch (exact simulators only)
+
 A method answers `rows_per_sample`, `table` and `values_and_jacobian`, and says whether it
-`trains_inputs`. GRADIENT_METHODS holds them by name; the config offers exactly those names
-(quantum.gradient, hardware.gradient). Adding a method is one class here and its entry there.
+`trains_inputs` and whether it is `differentiable` (backprop: the values are a torch graph).
+GRADIENT_METHODS holds them by name; the config offers those names, and `auto` (quantum.gradient's
+default), which `chosen_gradient` turns into backprop on an exact simulator and parameter shift
+anywhere else. Adding a method is one class here and its entry there.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from typing import ClassVar, Optional
 import numpy as np
 
 import orchestrator.quantum.shift_rule as shift_rule
+from orchestrator.core.backend_names import AER_SIMULATOR
 
 
 class GradientMethod:
@@ -33,6 +43,8 @@ class GradientMethod:
 
     name: ClassVar[str]
     trains_inputs: ClassVar[bool] = True    # False: the Jacobian has no input columns (the pre-net cannot learn)
+    differentiable: ClassVar[bool] = False  # True: no table; the values are a torch graph (backprop)
+    needs_exact_simulator: ClassVar[bool] = False
 
     @classmethod
     def configured(cls, quantum, seed: int) -> "GradientMethod":
@@ -137,11 +149,60 @@ class Spsa(GradientMethod):
         return np.ascontiguousarray(grouped[:, 0, :]), np.ascontiguousarray(jacobian)
 
 
+@dataclass(frozen=True)
+class Backprop(GradientMethod):
+    """Exact, on an exact simulator only: the batch through one differentiable statevector
+    evaluation, its gradients by torch's backprop (the runner's `differentiable_values`)."""
+
+    name: ClassVar[str] = "backprop"
+    differentiable: ClassVar[bool] = True
+    needs_exact_simulator: ClassVar[bool] = True
+
+    def rows_per_sample(self, n_inputs: int, n_weights: int) -> int:
+        return 1
+
+    def table(self, inputs: np.ndarray, weights: np.ndarray, request: int) -> np.ndarray:
+        return shift_rule.evaluation_table(inputs, weights)
+
+    def values_and_jacobian(self, expectations, n_inputs, n_weights, request, batch=None):
+        raise TypeError("backprop has no Jacobian table: its values are differentiated by torch "
+                        "(CircuitRunner.differentiable_values)")
+
+
 GRADIENT_METHODS: dict[str, type[GradientMethod]] = {
-    method.name: method for method in (ParameterShift, WeightsOnlyShift, Spsa)}
+    method.name: method for method in (ParameterShift, WeightsOnlyShift, Spsa, Backprop)}
+AUTO = "auto"
+# what shots and noise can run: the gradients of a device run's phases 2 and 3 (hardware.gradient)
+TABLE_GRADIENTS = tuple(name for name, method in GRADIENT_METHODS.items() if not method.needs_exact_simulator)
+
+
+def why_not_exact(quantum) -> Optional[str]:
+    """Why the quantum section's backend is not an exact simulator (None: it is: aer_simulator
+    without shots, noise or circuit workers, which only a parameter table would keep busy)."""
+    if quantum.backend != AER_SIMULATOR:
+        return f"{quantum.backend} is not an exact simulator"
+    if quantum.shots is not None:
+        return "quantum.shots is set"
+    if quantum.noise_model is not None:
+        return "quantum.noise_model is set"
+    if quantum.circuit_workers:
+        return "quantum.circuit_workers spread parameter-shift tables"
+    return None
+
+
+def chosen_gradient(quantum) -> tuple[str, str]:
+    """The method quantum.gradient stands for, and why: `auto` is backprop on an exact simulator,
+    parameter shift anywhere else; a named method is itself."""
+    if quantum.gradient != AUTO:
+        return quantum.gradient, "named in quantum.gradient"
+    reason = why_not_exact(quantum)
+    if reason is None:
+        return Backprop.name, "aer_simulator without shots or noise is exact"
+    return ParameterShift.name, reason
 
 
 def gradient_method(quantum, seed: int) -> GradientMethod:
-    """The gradient a config's quantum section names (quantum.gradient), with its options; SPSA's
-    signs follow the training `seed`, so reruns draw the same."""
-    return GRADIENT_METHODS[quantum.gradient].configured(quantum, seed)
+    """The gradient a config's quantum section names (quantum.gradient; `auto` chosen by
+    `chosen_gradient`), with its options; SPSA's signs follow the training `seed`, so reruns draw
+    the same."""
+    return GRADIENT_METHODS[chosen_gradient(quantum)[0]].configured(quantum, seed)

@@ -1,5 +1,7 @@
 """The hybrid head: Linear(F -> Q), tanh * pi/2, the quantum layer, Linear(Q -> C).
 
+On an exact simulator with `backprop` (gradients.py) the quantum layer is the runner's
+differentiable statevector: torch's autograd differentiates it like any other layer. Otherwise:
 `QuantumLayer` is a torch.autograd.Function. Its forward sends ONE request to the runner:
 in training (grad enabled and something to differentiate) it asks for values and the full
 parameter-shift Jacobian, and keeps the Jacobian; otherwise it asks for values only, which
@@ -59,7 +61,10 @@ class QuantumLayer(torch.autograd.Function):
 
 def quantum_layer(angles: torch.Tensor, weights: torch.Tensor,
                   runner: CircuitRunner) -> torch.Tensor:
-    """Apply QuantumLayer, asking for the Jacobian only when autograd will need it."""
+    """Apply the circuit: the runner's differentiable statevector (backprop), or QuantumLayer,
+    asking for the Jacobian only when autograd will need it."""
+    if runner.gradient.differentiable:
+        return runner.differentiable_values(angles, weights)
     need_jacobian = torch.is_grad_enabled() and (angles.requires_grad or weights.requires_grad)
     return QuantumLayer.apply(angles, weights, runner, need_jacobian)
 

@@ -5,7 +5,9 @@ A training-step request builds the whole table of its gradient method (gradients
 shift, the weights only, SPSA), submits it as ONE job (one circuit, one parameter array, every
 observable broadcast against it) and returns the forward values and the Jacobian. The table is
 split into several jobs only when the backend or the runner sets a maximum number of parameter
-sets per job. An evaluation-only request submits the unshifted rows alone. (It was called the
+sets per job. An evaluation-only request submits the unshifted rows alone. With `backprop` (an
+exact simulator) there is no table: `differentiable_values` evaluates the batch as one
+differentiable statevector (statevector.py), counted as one job of `batch` circuits. (It was called the
 scheduler; a scheduler, in a training loop, is the learning rate's.)
 
 Backends plug in through the small `Backend` protocol below; a job journal plugs in through
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
+import torch
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
@@ -30,6 +33,7 @@ from orchestrator.core.errors import BackendFailure, first_line
 from orchestrator.core.usage import JobUsage
 from orchestrator.quantum import shift_rule
 from orchestrator.quantum.gradients import GradientMethod, ParameterShift
+from orchestrator.quantum.statevector import statevector_circuit
 from orchestrator.quantum.circuits import (DEFAULT_TRANSPILE_CACHE, CircuitTemplate, TranspileCache,
                                    TranspiledTemplate)
 
@@ -270,6 +274,15 @@ class CircuitRunner:
         values, jacobian = self.gradient.values_and_jacobian(expectations, n_inputs, n_weights, request,
                                                              batch=len(inputs))
         return ValuesAndJacobian(values=values, jacobian=jacobian)
+
+    def differentiable_values(self, angles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The exact values of a batch, (batch, n_observables), as a torch graph that backprop
+        differentiates (float64 angles and weights in): one simulator call, counted as one job."""
+        values = statevector_circuit(self.template.spec, angles.device).expectations(angles, weights)
+        self.counters.requests += 1
+        self.counters.step = JobCounts(jobs=1, circuits=len(angles))
+        self.counters.total.add(self.counters.step)
+        return values
 
     def values(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Forward values only: the unshifted rows, (batch, n_observables), at `eval_shots`."""

@@ -40,6 +40,7 @@ from orchestrator.core.files import write_jsonl_atomically
 from orchestrator.data.datasets import Dataset
 from orchestrator.data.splits import Split
 from orchestrator.quantum.backends import make_runner
+from orchestrator.quantum.gradients import AUTO, chosen_gradient
 from orchestrator.quantum.runner import CircuitRunner
 from orchestrator.training import report
 from orchestrator.training.baselines import fit_baselines
@@ -161,6 +162,13 @@ def finish(training: Training, config: Config, prepared: Prepared, state: TrainS
     return summary
 
 
+def log_gradient_choice(config: Config) -> None:
+    """quantum.gradient auto: which method it is here, and why (once per training phase)."""
+    if config.quantum.gradient == AUTO:
+        name, reason = chosen_gradient(config.quantum)
+        log.info(f"quantum.gradient auto -> {name} ({reason})")
+
+
 def setup(config: Config, prepared: Prepared, run_dir: RunDir, encoder: RunEncoder,
           initial_model: dict | None = None) -> Training:
     """Inputs, runner, model, optimizer, lr schedule and loss of a run, in a fixed seeded order."""
@@ -171,6 +179,7 @@ def setup(config: Config, prepared: Prepared, run_dir: RunDir, encoder: RunEncod
 
     seed_everything(t.seed)
     runner = make_runner(config, run_dir)
+    log_gradient_choice(config)
     model = build_model(runner, standardiser, len(dataset.label_names), encoder)
     if initial_model is not None:
         model.load_state_dict(initial_model)

@@ -27,7 +27,7 @@ def quantum_usage(runner: CircuitRunner) -> dict:
     backend what the journal saved and how the jobs ran."""
     counters = runner.counters
     usage = {"jobs": counters.total.jobs, "circuits": counters.total.circuits, "shots": counters.total.shots,
-             "qpu_seconds": 0.0}   # a simulator uses no QPU time
+             "gradient": runner.gradient.name, "qpu_seconds": 0.0}   # a simulator uses no QPU time
     journal = runner.job_hook.usage()           # {} without a job journal
     usage.update(journal)
     usage.update(runner.backend.usage())

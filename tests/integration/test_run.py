@@ -43,7 +43,7 @@ def test_run_dir_holds_every_file(two_runs):
                                  "entangler": "cnot-ladder", "observables": "z", "shots": None, "seed": None,
                                  "optimization_level": 1, "max_parameter_sets_per_job": None,
                                  "circuit_workers": 0, "min_rows_for_workers": 4096, "noise_model": None,
-                                 "gradient": "parameter-shift", "spsa_step": 0.1, "spsa_samples": 1,
+                                 "gradient": "auto", "spsa_step": 0.1, "spsa_samples": 1,
                                  "eval_shots": None}
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 200
 
@@ -81,9 +81,10 @@ def test_one_job_per_step_and_per_evaluation(two_runs):
     # each epoch: its training steps + one validation request; at the end: one test request
     assert [row["jobs"] for row in epochs] == [steps_per_epoch + 1, 2 * steps_per_epoch + 2]
     assert summary["quantum"]["jobs"] == summary["timing"]["steps"] + 2 + 1
-    # 2 qubits, depth 1: 1 + 2 * (2 inputs + 2 weights) = 9 rows per training sample, 1 per evaluated one
+    # exact Aer, quantum.gradient auto: backprop through the statevector, one circuit per sample
     n = summary["split"]
-    assert summary["quantum"]["circuits"] == 2 * 9 * n["train"] + 2 * n["val"] + n["test"]
+    assert summary["quantum"]["gradient"] == "backprop"
+    assert summary["quantum"]["circuits"] == 2 * n["train"] + 2 * n["val"] + n["test"]
     for row in epochs:
         assert {"train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1", "lr",
                 "circuits", "seconds"} <= set(row)
@@ -97,15 +98,22 @@ def test_checkpoint_holds_the_whole_training_state(two_runs):
 
 
 def test_circuit_workers_give_the_same_run(two_runs, tmp_path):
-    """Training steps split over 2 Ray circuit workers: exact Aer, so the very same numbers."""
-    run_dir = tmp_path / "split"
-    assert main(["run", *SMALL, "--cache-dir", str(two_runs[0].parent / "cache"), "--run-dir", str(run_dir),
+    """Parameter-shift steps split over 2 Ray circuit workers (auto chooses parameter shift when workers
+    are asked for): exact Aer, so the very numbers of the same run in one process."""
+    cache = str(two_runs[0].parent / "cache")
+    assert main(["run", *SMALL, "--cache-dir", cache, "--run-dir", str(tmp_path / "split"),
                  "--set", "quantum.circuit_workers=2", "--set", "quantum.min_rows_for_workers=100"]) == 0
-    split, whole = (json.loads((d / "summary.json").read_text()) for d in (run_dir, two_runs[0]))
+    assert main(["run", *SMALL, "--cache-dir", cache, "--run-dir", str(tmp_path / "whole"),
+                 "--set", "quantum.gradient=parameter-shift"]) == 0
+    split, whole = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("split", "whole"))
     for key in ("test", "classical_baseline", "best"):
         assert split[key] == whole[key], key
     assert (split["quantum"].pop("circuit_workers"), whole["quantum"].pop("circuit_workers")) == (2, 0)
     assert split["quantum"] == whole["quantum"]     # the same jobs: a split job still counts once
+    # 2 qubits, depth 1: 1 + 2 * (2 inputs + 2 weights) = 9 rows per training sample, 1 per evaluated one
+    n = whole["split"]
+    assert whole["quantum"]["gradient"] == "parameter-shift"
+    assert whole["quantum"]["circuits"] == 2 * 9 * n["train"] + 2 * n["val"] + n["test"]
 
 
 def test_second_run_is_a_cache_hit_with_the_same_numbers(two_runs):
@@ -115,8 +123,10 @@ def test_second_run_is_a_cache_hit_with_the_same_numbers(two_runs):
     assert second["classical_baseline"] == first["classical_baseline"]
 
 
+# batches of 2: ~200 steps, so that a kill lands mid-run even when a step (backprop on exact Aer)
+# takes milliseconds
 RESUMABLE = ["--limit", "200", "--epochs", "3", "-q", "--set", "quantum.n_qubits=4", "--set", "quantum.depth=2",
-             "--set", "train.batch_size=8", "--set", "train.checkpoint_every=2", "--set", "train.patience=5"]
+             "--set", "train.batch_size=2", "--set", "train.checkpoint_every=2", "--set", "train.patience=5"]
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +141,10 @@ def reference_run(two_runs, tmp_path_factory):
 @pytest.mark.parametrize("kill_after", ["first checkpoint", "random step"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(two_runs, reference_run, tmp_path, kill_after):
     reference, cache = reference_run, two_runs[0].parent / "cache"
+    assert json.loads((reference / "summary.json").read_text())["quantum"]["gradient"] == "backprop"   # auto
     total_steps = json.loads((reference / "summary.json").read_text())["timing"]["steps"]
     # checkpoints come at step 0, every 2 steps and at epoch ends: kill after step 0 or a random later one
-    target = 0 if kill_after == "first checkpoint" else random.Random().randrange(2, total_steps - 2)
+    target = 0 if kill_after == "first checkpoint" else random.Random().randrange(2, total_steps // 2)
     print(f"killing after checkpointed step {target} of {total_steps}")
     killed = tmp_path / "killed"
     kill_after_checkpoint([*RESUMABLE, "--cache-dir", str(cache)], killed, target, total_steps)
@@ -196,12 +207,12 @@ def test_spsa_training_resumes_to_the_same_numbers(two_runs, tmp_path):
     assert main(["run", *spsa, "--run-dir", str(reference)]) == 0
     summary = json.loads((reference / "summary.json").read_text())
     steps, train_rows, validation_rows = summary["timing"]["steps"], summary["split"]["train"], summary["split"]["val"]
-    # one job per step of 8 x (1 + 2 x 2) rows, whatever the parameter count (4 qubits, depth 2: 12)
+    # one job per step of 2 x (1 + 2 x 2) rows, whatever the parameter count (4 qubits, depth 2: 12)
     first_epoch = json.loads((reference / "metrics.jsonl").read_text().splitlines()[0])
-    assert first_epoch["jobs"] == math.ceil(train_rows / 8) + 1
+    assert first_epoch["jobs"] == math.ceil(train_rows / 2) + 1
     assert first_epoch["circuits"] == 5 * train_rows + validation_rows
     killed = tmp_path / "killed"
-    kill_after_checkpoint([*spsa], killed, random.Random().randrange(2, steps - 2), steps)
+    kill_after_checkpoint([*spsa], killed, random.Random().randrange(2, steps // 2), steps)
     assert main(["resume", "-q", str(killed)]) == 0
     assert_same_run(killed, reference)
 
@@ -281,7 +292,8 @@ def test_json_output_of_run_eval_estimate_and_backends(two_runs, tmp_path, capsy
                  "--set", "train.batch_size=32", "--json"]) == 0
     estimate = json.loads(capsys.readouterr().out)
     assert estimate["run"]["jobs"] >= printed["summary"]["quantum"]["jobs"] and estimate["qpu_seconds"] is None
-    assert estimate["step"]["circuits"] == 32 * (2 * (2 + 2 * 1) + 1) and estimate["plan"] is None
+    # quantum.gradient auto on exact Aer: backprop, one statevector row a sample
+    assert estimate["step"]["circuits"] == 32 and estimate["plan"] is None
 
     assert main(["backends", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -18,10 +18,14 @@ def without_timings(rows):
 
 
 def checkpoint_step(run_dir) -> int:
-    try:
-        return torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
-    except (FileNotFoundError, EOFError, RuntimeError):   # not written yet
-        return -1
+    """The step a resume would start from: checkpoint.pt's, or checkpoint.previous.pt's where a kill
+    came between the two renames of a checkpoint (-1: none written yet)."""
+    for name in ("checkpoint.pt", "checkpoint.previous.pt"):
+        try:
+            return torch.load(run_dir / name, weights_only=False)["step"]
+        except (FileNotFoundError, EOFError, RuntimeError):   # not written yet, or being replaced
+            continue
+    return -1
 
 
 def kill_after_checkpoint(args: list, run_dir, target: int, total_steps: int) -> int:

@@ -57,7 +57,7 @@ def test_every_choice_from_the_config_gives_the_exact_statevector_values(encodin
 
 
 def test_the_jacobian_of_pauli_observables_equals_autograd_of_the_exact_circuit():
-    config = config_of("rx", "cnot-ring", "list")
+    config = config_of("rx", "cnot-ring", "list", "quantum.gradient=parameter-shift")
     runner = make_runner(config)
     spec = runner.template.spec
     rng = np.random.default_rng(2)

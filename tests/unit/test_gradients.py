@@ -88,8 +88,9 @@ def test_the_config_offers_exactly_the_methods_there_are_and_builds_them_with_th
     import typing
 
     offered = typing.get_args(QuantumConfig.model_fields["gradient"].annotation)
-    assert offered == tuple(GRADIENT_METHODS) == ("parameter-shift", "parameter-shift-weights", "spsa")
+    assert offered == ("auto", *GRADIENT_METHODS) == ("auto", "parameter-shift", "parameter-shift-weights", "spsa",
+                                                      "backprop")
     spsa = gradient_method(load_config(overrides=["quantum.gradient=spsa", "quantum.spsa_step=0.2",
                                                   "quantum.spsa_samples=3"]).quantum, 7)
     assert spsa == Spsa(step=0.2, samples=3, seed=7)
-    assert [GRADIENT_METHODS[name].trains_inputs for name in GRADIENT_METHODS] == [True, False, True]
+    assert [GRADIENT_METHODS[name].trains_inputs for name in GRADIENT_METHODS] == [True, False, True, True]
