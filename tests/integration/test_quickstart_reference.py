@@ -7,7 +7,11 @@ before the issue-10 redesign (git b891717), which had to reproduce it bit for bi
 again in issue 13, whose changes to the results were deliberate: training defaults chosen by a
 sweep over seeds, and near-constant features no longer scaled up by the standardiser. Its best.pt
 was written again in issue 14 (the standardiser as tensors, for torch's weights-only loader),
-beside model.safetensors and head.json: the same weights and standardiser to the bit. Floating-point results are bit-identical only on the same kind of CPU and
+beside model.safetensors and head.json: the same weights and standardiser to the bit. Issue 23
+recorded it again when `quantum.gradient: auto` (backprop through the torch statevector on exact
+Aer) became the default: the same run with quantum.gradient=parameter-shift still gave the issue-13
+files byte for byte, and the new one has the same metrics.jsonl losses and scores (only the circuit
+counts and the last bits of the weights differ). Floating-point results are bit-identical only on the same kind of CPU and
 the same numeric libraries, so elsewhere the comparison is skipped with the difference named.
 """
 import json
