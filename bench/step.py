@@ -1,11 +1,17 @@
 """Benchmark: one training step of HybridHead on the reference workload W1, against anchors.
 
 W1 (bench/anchors/workload.py): 4 qubits, depth 6, 384 features, batch 16, exact
-expectation values, parameter-shift for weights and inputs = 912 parameter sets per step.
+expectation values.
 
 Measured in one run, on one machine:
-  step_s          median wall time of a project training step (forward with one runner
-                  request, cross-entropy, backward, Adam step) on exact Aer
+  exact_step_s    median wall time of a project training step with quantum.gradient auto on exact
+                  Aer, i.e. backprop through the batched torch statevector (statevector.py);
+                  also at batch 64 and 256 and at 8 and 12 qubits (exact_step_s_batch64, ...)
+  pennylane_backprop_step_s   its anchor: PennyLane default.qubit, backprop, the batch broadcast
+                  (anchors/pennylane_backprop_step.py, in $ANCHOR_PYTHON), at W1, batch 64, 8 qubits
+  shift_step_s    (= step_s) a parameter-shift training step on exact Aer: one runner request of
+                  16 x (1 + 2 x 28) = 912 parameter sets, cross-entropy, backward, Adam step: what
+                  shots, noise and devices run
   aer_floor_s     the bare Aer EstimatorV2 call on 912 parameter sets, timed exactly as
                   anchors/aer_floor.py does, interleaved with the project's steps so that both
                   see the same machine load; the anchor script itself also runs as a subprocess
@@ -50,6 +56,7 @@ from orchestrator.quantum.circuits import (QuantumSpec, TranspileCache, build_dr
                                            transpile_template)
 from tests.support.reference_sim import simulate_table  # noqa: E402  (the exact torch simulation, for scale)
 from orchestrator.quantum.model import HybridHead  # noqa: E402
+from orchestrator.quantum.gradients import Backprop, GradientMethod, ParameterShift  # noqa: E402
 from orchestrator.quantum.runner import CircuitRunner  # noqa: E402
 from turns import interleaved  # noqa: E402  (bench/turns.py)
 from orchestrator.quantum.shift_rule import rows_per_sample  # noqa: E402
@@ -75,12 +82,14 @@ def workload_data(batch: int, steps: int, features: int):
 
 
 class ProjectStep:
-    """A HybridHead on exact Aer with Adam, as a training loop would run it."""
+    """A HybridHead on exact Aer with Adam, as a training loop would run it (parameter shift, or
+    backprop through the statevector: what quantum.gradient auto chooses there)."""
 
-    def __init__(self, spec: QuantumSpec, batch: int, steps: int, features: int = FEATURES):
+    def __init__(self, spec: QuantumSpec, batch: int, steps: int, features: int = FEATURES,
+                 gradient: GradientMethod = ParameterShift()):
         torch.manual_seed(SEED)
         self.runner = CircuitRunner(build_dressed_circuit(spec), AerBackend(AerOptions()),
-                                                 transpile_cache=TranspileCache())
+                                    transpile_cache=TranspileCache(), gradient=gradient)
         self.model = HybridHead(features, 2, self.runner)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x, self.y = workload_data(batch, steps, features)
@@ -196,6 +205,51 @@ def scaling_rows(cases: list[tuple[int, int]], steps: int) -> list[dict]:
     return rows
 
 
+EXACT_CASES = {"exact_step_s": (4, 16), "exact_step_s_batch64": (4, 64), "exact_step_s_batch256": (4, 256),
+               "exact_step_s_q8": (8, 16), "exact_step_s_q12": (12, 16)}
+ANCHOR_CASES = {"pennylane_backprop_step_s": (4, 16), "pennylane_backprop_step_s_batch64": (4, 64),
+                "pennylane_backprop_step_s_q8": (8, 16)}
+
+
+def exact_rows(steps: int, anchor_python: str | None, anchor_steps: int, notes: list) -> dict:
+    """The exact path (backprop through the statevector) at every EXACT_CASES size, and its anchor,
+    PennyLane default.qubit backprop, at the ANCHOR_CASES sizes; the anchor runs between two
+    measurements of the project's W1 step, and the median of both is kept."""
+    def project(qubits: int, batch: int) -> float:
+        step = ProjectStep(QuantumSpec(qubits, DEPTH), batch, steps, gradient=Backprop())
+        step()                                   # warm-up: the statevector's index tables
+        return float(np.median([step() for _ in range(steps)]))
+
+    result = {key: project(*case) for key, case in EXACT_CASES.items()}
+    before = result["exact_step_s"]
+    for key, (qubits, batch) in ANCHOR_CASES.items():
+        if not anchor_python:
+            notes.append(f"pennylane_backprop_step.py ({key}) skipped: set ANCHOR_PYTHON")
+            continue
+        try:
+            anchor = run_anchor("pennylane_backprop_step.py", anchor_python,
+                                {"W_QUBITS": str(qubits), "W_BATCH": str(batch), "W_STEPS": str(anchor_steps),
+                                 "W_THREADS": "1"}, timeout=900)
+            result[key] = anchor["step_s_median"]
+        except Exception as e:
+            notes.append(f"pennylane_backprop_step.py ({key}): {e}")
+    result["exact_step_s"] = float(np.median([before, project(*EXACT_CASES["exact_step_s"])]))
+    return result
+
+
+def exact_targets(result: dict) -> dict:
+    targets = {"exact_batch64_within_2x_of_batch16": result["exact_step_s_batch64"] <= 2 * result["exact_step_s"],
+               "exact_batch256_within_2x_of_batch16": result["exact_step_s_batch256"] <= 2 * result["exact_step_s"],
+               "exact_q12_measured": result["exact_step_s_q12"] > 0}
+    if "pennylane_backprop_step_s" in result:
+        targets["exact_at_least_5x_faster_than_pennylane_backprop"] = \
+            result["pennylane_backprop_step_s"] >= 5 * result["exact_step_s"]
+    if "pennylane_backprop_step_s_q8" in result:
+        targets["exact_q8_at_least_5x_faster_than_pennylane_backprop_q8"] = \
+            result["pennylane_backprop_step_s_q8"] >= 5 * result["exact_step_s_q8"]
+    return targets
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=15, help="timed W1 steps (after one warm-up)")
@@ -205,6 +259,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--aer-options-rounds", type=int, default=7)
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads of this process (the anchors set their own, W_THREADS=2)")
+    parser.add_argument("--exact-steps", type=int, default=30, help="timed steps per exact-path case")
+    parser.add_argument("--backprop-anchor-steps", type=int, default=15, help="W_STEPS for the PennyLane backprop anchor")
+    parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-aer-options", action="store_true")
     args = parser.parse_args(argv)
@@ -225,11 +282,23 @@ def main(argv=None) -> dict:
     counters = project.runner.counters
     result = {"bench": "hybrid-step", "workload": "W1", "qubits": QUBITS, "depth": DEPTH, "batch": BATCH,
               "features": FEATURES, "circuits_per_step": circuits_per_step, "torch_threads": args.torch_threads,
-              "step_s": step_s, "aer_floor_s": floor_s, "step_over_aer_floor": step_s / floor_s,
+              "shift_step_s": step_s, "step_s": step_s, "aer_floor_s": floor_s, "step_over_aer_floor": step_s / floor_s,
               "jobs_per_step": counters.step.jobs, "circuits_counted_per_step": counters.step.circuits,
               "transpilations": project.runner.transpile_cache.transpilations}
-    log(f"project step {step_s * 1e3:.1f} ms, bare Aer call {floor_s * 1e3:.1f} ms "
+    log(f"parameter-shift step {step_s * 1e3:.1f} ms, bare Aer call {floor_s * 1e3:.1f} ms "
         f"-> {step_s / floor_s:.2f}x the floor, {counters.step.jobs} job(s) per step")
+
+    anchor_python = os.environ.get("ANCHOR_PYTHON")
+    if not args.skip_exact:
+        exact = exact_rows(args.exact_steps, anchor_python, args.backprop_anchor_steps, notes)
+        result.update(exact)
+        log("")
+        log("exact path (backprop through the statevector)   ms     PennyLane default.qubit backprop   ms   ratio")
+        for key, (qubits, batch) in EXACT_CASES.items():
+            anchor_key = "pennylane_backprop_step_s" + key[len("exact_step_s"):]
+            anchor = exact.get(anchor_key)
+            shown = f"{anchor * 1e3:10.2f} {anchor / exact[key]:8.1f}x" if anchor else f"{'':>10} {'':>9}"
+            log(f"  {qubits:2d} qubits, batch {batch:3d} {exact[key] * 1e3:29.2f}   {shown}")
 
     try:
         anchor = run_anchor("aer_floor.py", sys.executable, {}, timeout=300)
@@ -238,7 +307,6 @@ def main(argv=None) -> dict:
     except Exception as e:  # the in-process floor above is the one the ratio uses
         notes.append(f"aer_floor.py subprocess: {e}")
 
-    anchor_python = os.environ.get("ANCHOR_PYTHON")
     for key, script, env in (("qml", "qml_step.py", {}),
                              ("pennylane_lightning", "pennylane_step.py", {"W_PL_DEVICE": "lightning.qubit"})):
         if not anchor_python:
@@ -258,6 +326,8 @@ def main(argv=None) -> dict:
         targets["at_least_10x_faster_than_pennylane_lightning"] = result["pennylane_lightning_over_step"] >= 10
     if "qml_over_step" in result:
         targets["at_least_40x_faster_than_qiskit_machine_learning"] = result["qml_over_step"] >= 40
+    if not args.skip_exact:
+        targets.update(exact_targets(result))
     result["targets_met"] = targets
 
     if not args.skip_scaling:
