@@ -3,7 +3,8 @@ undisturbed run gives. Every scenario prints "k/N identical, D duplicate submiss
 
     embed       `orchestrate embed` killed at a random moment, then run again to the end: the
                 cache file's vectors, labels and shard checksums against an undisturbed embed's
-    train       `orchestrate run` (exact Aer, cache warm) killed at a random moment, then
+    train       `orchestrate run` (exact Aer, cache warm) killed at a random moment (every other
+                trial: once a random step's checkpoint is on disk, so the kill lands in training), then
                 `orchestrate resume` (or run again, if it died before its first checkpoint): the
                 summary's numbers and every epoch's metrics against an undisturbed run's
     cloud       a run on `ibm_fez` through the real qiskit-ibm-runtime client against the local IBM
@@ -48,8 +49,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 EMBED = ["embed", "-q", "--limit", "400", "--workers", "1", "--set", "embedding.shard_rows=50"]
+# batches of 4: ~70 steps, a few hundred ms of training (backprop on exact Aer), which the trials
+# that kill at a random checkpoint land in
 RUN = ["run", "-q", "--limit", "200", "--epochs", "2", "--set", "quantum.n_qubits=2", "--set", "quantum.depth=1",
-       "--set", "train.batch_size=16", "--set", "train.checkpoint_every=2", "--set", "train.trackers=[]"]
+       "--set", "train.batch_size=4", "--set", "train.checkpoint_every=2", "--set", "train.trackers=[]"]
 CLOUD_RUN = ["run", "-q", "--limit", "60", "--epochs", "1", "--backend", "ibm_fez", "--set", "quantum.n_qubits=2",
              "--set", "quantum.depth=1", "--set", "train.batch_size=8", "--set", "quantum.shots=200",
              "--set", "quantum.seed=5", "--set", "runtime.retry_backoff_seconds=0", "--set", "hardware.plan=false",
@@ -88,6 +91,18 @@ def killed_at(command: list[str], after_s: float, env: dict | None = None,
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     return True
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the newest checkpoint on disk (-1: none yet, or one being replaced)."""
+    import torch
+
+    for name in ("checkpoint.pt", "checkpoint.previous.pt"):
+        try:
+            return torch.load(run_dir / name, weights_only=False)["step"]
+        except (FileNotFoundError, EOFError, RuntimeError):
+            continue
+    return -1
 
 
 # --- what is compared ---------------------------------------------------------------------------
@@ -172,10 +187,16 @@ def scenario_train(work: Path, n: int, rng: random.Random) -> dict:
     def command_of(*args):
         return orchestrate(*args, *(["--cache-dir", str(cache)] if args[0] == "run" else []))
 
+    steps = json.loads((reference_dir / "summary.json").read_text())["timing"]["steps"]
     identical, leftovers, killed = 0, [], 0
     for trial in range(n):
         run_dir = work / f"train-{trial}"
-        killed += killed_at(command_of(*RUN, "--run-dir", str(run_dir)), rng.uniform(0.5, duration))
+        # even trials: a random moment of the whole command (imports, Ray, the cache, training, the
+        # summary); odd ones: once a random step's checkpoint is on disk, inside the training itself
+        target = rng.randrange(steps)
+        until = (lambda d, t: lambda: checkpoint_step(d) >= t)(run_dir, target) if trial % 2 else None
+        after_s = 3 * duration if until else rng.uniform(0.5, duration)
+        killed += killed_at(command_of(*RUN, "--run-dir", str(run_dir)), after_s, until=until)
         done = finish_run(command_of, run_dir, RUN) if not (run_dir / "summary.json").exists() else None
         same = (done is None or done.returncode == 0) and run_numbers(run_dir) == reference
         identical += same

@@ -168,7 +168,15 @@ class RunDir(os.PathLike):
         using it is refused at once; a lock left by a killed process is gone with it."""
         usable_folder(self.path, "run dir")
         with locks.held(self.path / self.LOCK, f"run dir {self.path} is locked"):
+            self.remove_partial_writes()
             yield self
+
+    def remove_partial_writes(self) -> None:
+        """The atomic writer's temporary files (core/files.py: `.NAME.*.tmp`) that a process killed
+        mid-write left; the caller holds the lock, so no live writer owns one."""
+        for partial in self.path.rglob(".*.tmp"):
+            if partial.is_file():
+                partial.unlink(missing_ok=True)
 
     def holds_a_run(self) -> bool:
         """Whether it holds anything worth keeping. A folder left by a run killed before its first

@@ -46,3 +46,18 @@ def test_only_run_dir_py_spells_a_run_dirs_file_names():
                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
                if pattern.search(line)]
     assert not spelled, spelled
+
+
+def test_locking_a_run_dir_removes_what_a_killed_writer_left_half_written(tmp_path):
+    """A kill -9 inside an atomic write leaves `.checkpoint.pt.XXXX.tmp`; whoever locks the run dir
+    next (resume, eval) removes it, and nothing else."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / "checkpoint.pt").write_bytes(b"kept")
+    (run.path / ".checkpoint.pt.ab12cd.tmp").write_bytes(b"half")
+    (run.path / "jobs").mkdir()
+    (run.path / "jobs" / ".results.jsonl.x1.tmp").write_bytes(b"half")
+    with run.locked():
+        pass
+    left = {p.relative_to(run.path).as_posix() for p in run.path.rglob("*") if p.is_file()}
+    assert left - {RunDir.LOCK} == {"checkpoint.pt"}
