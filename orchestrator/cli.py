@@ -24,7 +24,8 @@ from orchestrator.core.log import show_messages_on_stderr
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="F", help="YAML run config (see configs/)")
-    parser.add_argument("--data", metavar="PATH", help="dataset file (UCI TSV, CSV, TSV or JSONL); overrides data.path")
+    parser.add_argument("--data", metavar="PATH", help="dataset file (UCI TSV, CSV, TSV, JSONL, Parquet), a Hugging "
+                                                       "Face datasets folder or hf:NAME[:SPLIT]; overrides data.path")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of the dataset")
     parser.add_argument("--drop-empty", action="store_true", help="drop empty texts instead of refusing the file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -96,7 +97,9 @@ def add_run_dir_commands(commands) -> None:
 
     evaluate = commands.add_parser("eval", help="score a run's best model on its test split or on another labelled file")
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
-    evaluate.add_argument("--data", metavar="F", help="a labelled file in the run's format (default: the run's test split)")
+    evaluate.add_argument("--data", metavar="F", help="a labelled file in the run's format, a Parquet file, a Hugging "
+                                                      "Face datasets folder or hf:NAME[:SPLIT], with the run's "
+                                                      "columns (default: the run's test split)")
     evaluate.add_argument("--backend", metavar="NAME", help="evaluate on this backend instead of the run's")
     evaluate.add_argument("--cache-dir", metavar="D", help="embedding cache folder; overrides the run's")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -108,6 +111,8 @@ def add_run_dir_commands(commands) -> None:
     predict.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by orchestrate run")
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
     predict.add_argument("--file", metavar="F", help="classify every line of F ('-': standard input)")
+    predict.add_argument("--data", metavar="D", help="classify every text of a labelled dataset (what run's --data "
+                                                     "takes), read with the run's columns")
     predict.add_argument("--backend", metavar="NAME", help="predict on this backend instead of the run's")
     predict.add_argument("--json", action="store_true", help="one JSON object per text, with every class's probability")
     predict.set_defaults(func=cmd_predict)
@@ -204,9 +209,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.pipeline import RUN, data_name, preflight, prepare, resolve, with_vectors
+    from orchestrator.pipeline import RUN, data_name, preflight, prepare_run
     from orchestrator.run_dir import RunDir, default_run_dir
-    from orchestrator.training.phases import account_budget, is_planned, plan_run, train_run
+    from orchestrator.training.phases import train_run
     from orchestrator.training.report import report_table
 
     config = loaded_config(args)
@@ -214,11 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = data_name(config, args.config)
     run_dir = RunDir(args.run_dir) if args.run_dir else default_run_dir(name, config.quantum.backend)
     with run_dir.claimed():     # created and locked first; gone again if this fails before training
-        prepared = prepare(config, progress=not args.quiet, embed=False)
-        config = resolve(config, prepared, name=name)   # what config.yaml records: what 'auto' turned out to be
-        config = account_budget(config, prepared.split)  # an Open-plan instance: what is left of its window
-        plan = plan_run(config, prepared.split) if is_planned(config) else None   # a plan past the budget stops here
-        prepared = with_vectors(prepared, config, progress=not args.quiet)
+        config, prepared, plan = prepare_run(config, name, progress=not args.quiet)
         summary = train_resumably(run_dir, lambda: train_run(config, prepared, run_dir, progress=not args.quiet,
                                                              plan=plan))
     print(json.dumps({"run_dir": str(run_dir), "summary": summary}) if args.json else report_table(summary, run_dir))
@@ -267,6 +268,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def evaluate_run(args: argparse.Namespace) -> int:
     from orchestrator.config import derive
     from orchestrator.core.files import write_json_atomically
+    from orchestrator.data.datasets import format_for_other_file
     from orchestrator.inference import load_run
     from orchestrator.pipeline import prepare
     from orchestrator.run_dir import RunDir, safe_name
@@ -276,7 +278,8 @@ def evaluate_run(args: argparse.Namespace) -> int:
     if args.data:
         # the run's column mapping and label order, so class i means what it meant in training
         changes.update({"data.path": args.data, "data.labels": run.label_names,
-                        "data.positive_label": run.positive_label, "data.limit": None})
+                        "data.positive_label": run.positive_label, "data.limit": None,
+                        "data.format": format_for_other_file(run.config.data.format, args.data)})
     config = derive(run.config, changes)
     prepared = prepare(config, progress=not args.quiet, whole_file=bool(args.data))
     dataset = prepared.dataset
@@ -286,26 +289,36 @@ def evaluate_run(args: argparse.Namespace) -> int:
     scores = run.evaluate(run.inputs(prepared, rows), dataset.labels[rows])
     result = {"run_dir": str(run.run_dir), "data": dataset.source if args.data else "test split",
               "rows": int(len(rows)), "backend": config.quantum.backend, "accuracy": scores.accuracy,
-              "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro, "confusion": scores.confusion,
+              "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro, "f1_weighted": scores.f1_weighted,
+              "confusion": scores.confusion, "per_class": scores.per_class(run.label_names),
               "labels": run.label_names, "positive_label": run.positive_label}
     target = run.run_dir / RunDir.EVALS / f"{safe_name(Path(args.data).stem if args.data else 'test')}.json"
     write_json_atomically(target, result)
     if args.json:
         print(json.dumps(dict(result, written=str(target))))
         return 0
-    print(f"{name}: rows {len(rows)}  accuracy {scores.accuracy:.4f}  F1 {run.positive_label} "
-          f"{scores.f1_positive:.4f}  F1 macro {scores.f1_macro:.4f}  confusion {scores.confusion}")
+    if scores.n_classes <= 2:
+        print(f"{name}: rows {len(rows)}  accuracy {scores.accuracy:.4f}  F1 {run.positive_label} "
+              f"{scores.f1_positive:.4f}  F1 macro {scores.f1_macro:.4f}  confusion {scores.confusion}")
+    else:     # one class's F1 says little among many: accuracy, macro and weighted F1, then each class
+        print(f"{name}: rows {len(rows)}  accuracy {scores.accuracy:.4f}  F1 macro {scores.f1_macro:.4f}  "
+              f"F1 weighted {scores.f1_weighted:.4f}")
+        for label, c in scores.per_class(run.label_names).items():
+            print(f"  {label}: precision {c['precision']:.3f}  recall {c['recall']:.3f}  F1 {c['f1']:.3f}  "
+                  f"rows {c['support']}")
     print(f"written: {target}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from orchestrator.inference import check_texts, load_run, read_texts
+    from orchestrator.inference import check_texts, dataset_texts, load_run, read_texts
 
-    if bool(args.texts) == bool(args.file):
-        raise UserError("give the texts to classify as arguments or with --file F, not both and not neither")
-    texts = check_texts(args.texts) if args.texts else read_texts(args.file)
+    if sum(map(bool, (args.texts, args.file, args.data))) != 1:
+        raise UserError("give the texts to classify as arguments or with --file F (or --data D): one of them")
+    texts = check_texts(args.texts) if args.texts else read_texts(args.file) if args.file else None
     run = load_run(args.run_dir, backend=args.backend, ray_address=os.environ.get("RAY_ADDRESS"))
+    if texts is None:
+        texts = dataset_texts(run, args.data)
     probabilities = run.probabilities(run.text_inputs(texts))
     for text, row in zip(texts, probabilities):
         label = run.label_names[int(row.argmax())]

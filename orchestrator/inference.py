@@ -102,6 +102,17 @@ def read_texts(path: str) -> list[str]:
     return lines
 
 
+def dataset_texts(run: TrainedRun, path: str) -> list[str]:
+    """The texts of a labelled dataset (any format `--data` takes), read with the run's columns;
+    its labels are read and checked, but any labels will do."""
+    from orchestrator.data.datasets import format_for_other_file, load_dataset
+
+    data = run.config.data
+    config = derive(run.config, {"data.path": path, "data.labels": None, "data.positive_label": None,
+                                 "data.limit": None, "data.format": format_for_other_file(data.format, path)})
+    return load_dataset(config.data, min_classes=1).texts
+
+
 def check_texts(texts: list[str]) -> list[str]:
     for n, text in enumerate(texts, start=1):
         if not text.strip():

@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from embeddings.encode import tokenize_texts
 from embeddings.models import resolve_model
@@ -49,13 +49,18 @@ class Prepared:
     embed_info: dict = field(default_factory=dict)   # summary.json's view of how the vectors were obtained
 
 
-def prepare(config: Config, progress: bool = True, embed: bool = True, whole_file: bool = False) -> Prepared:
+def prepare(config: Config, progress: bool = True, embed: bool = True, whole_file: bool = False,
+            splitter: Optional[Callable[[Dataset], Split]] = None) -> Prepared:
     """Dataset, split and vectors of `config`. `whole_file`: score every row of a labelled file
-    (one class is enough) instead of splitting it for training."""
+    (one class is enough) instead of splitting it for training. `splitter`: the split of the
+    dataset made by the caller (the Python API's own validation rows) instead of data.split's."""
     dataset = load_dataset(config.data, min_classes=1 if whole_file else 2)
     if embed:
         check_encoder(config)
-    split = None if whole_file else split_dataset(dataset, config.data.split, config.data.duplicates)
+    if whole_file:
+        split = None
+    else:
+        split = (splitter or (lambda d: split_dataset(d, config.data.split, config.data.duplicates)))(dataset)
     if split is not None and min(len(split.train), len(split.val), len(split.test)) == 0:
         raise UserError(f"{split.describe()}: every split needs rows; use more data or other data.split fractions")
     described = f"rows {len(dataset)}" + (f"  {split.describe()}" if split is not None else "")
@@ -115,9 +120,11 @@ def resolve(config: Config, prepared: Optional["Prepared"] = None, *, name: Opti
             ray_address: Optional[str] = None) -> Config:
     """The run's final config, frozen: `config` with what its settings turned out to be. The data
     file as an absolute path and the format it was read as (`prepared`), the concrete pooling
-    ('auto' made the model's own), the device (ibm_least_busy: the one it picked), the cache folder and MLflow's store as absolute paths (a sweep's
+    ('auto' made the model's own), the selection metric ('auto': f1_positive with two classes, f1_macro with
+    more), the device (ibm_least_busy: the one it picked), the cache folder and MLflow's store as absolute paths (a sweep's
     trial runs in a folder of its own; eval may run from another), the run's `name`, and the Ray
     cluster given now (`ray_address`, which wins over the one recorded)."""
+    from orchestrator.training.metrics import AUTO as AUTO_METRIC, selection_metric
     from orchestrator.training.trackers import mlflow_tracking_uri
 
     from orchestrator.quantum.backends import backend_family
@@ -128,6 +135,8 @@ def resolve(config: Config, prepared: Optional["Prepared"] = None, *, name: Opti
                "embedding.cache_dir": str(Path(e.cache_dir).expanduser().resolve())}
     if prepared is not None:
         changes["data.format"] = prepared.dataset.format
+        if t.select_metric == AUTO_METRIC:   # what 'auto' picks for this many classes
+            changes["train.select_metric"] = selection_metric(t.select_metric, len(prepared.dataset.label_names))
         if config.data.path:
             changes["data.path"] = prepared.dataset.source
     if name is not None:
@@ -161,6 +170,20 @@ def with_token_ids(prepared: Prepared, config: Config) -> Prepared:
     log.info(f"tokenized {len(token_ids.ids)} texts in {seconds:.1f} s (train_layers all: no cache)")
     return Prepared(dataset=prepared.dataset, split=prepared.split, content=token_ids,
                     embed_info={"seconds": seconds, "path": None, "key": None, "hit": False, "bytes": 0})
+
+
+def prepare_run(config: Config, name: Optional[str], progress: bool = True,
+                splitter: Optional[Callable[[Dataset], Split]] = None) -> tuple[Config, Prepared, Optional[list]]:
+    """What `orchestrate run` (and the Python API's fit) does in its claimed run dir before training:
+    dataset and split, the resolved config, the QPU budget, a device run's plan (a plan past the
+    budget stops here), then the vectors. Returns the config, the prepared data and the plan."""
+    from orchestrator.training.phases import account_budget, is_planned, plan_run
+
+    prepared = prepare(config, progress=progress, embed=False, splitter=splitter)
+    config = resolve(config, prepared, name=name)   # what config.yaml records: what 'auto' turned out to be
+    config = account_budget(config, prepared.split)  # an Open-plan instance: what is left of its window
+    plan = plan_run(config, prepared.split) if is_planned(config) else None
+    return config, with_vectors(prepared, config, progress=progress), plan
 
 
 def embed_vectors(dataset: Dataset, config: Config, progress: bool = True) -> EmbedReport:

@@ -12,6 +12,7 @@ import yaml
 from orchestrator.config import flatten
 from orchestrator.core.errors import UserError
 from orchestrator.run_dir import RunDir
+from orchestrator.training.metrics import headline_f1
 
 
 def list_runs(root: str | Path = "runs") -> list[dict]:
@@ -35,10 +36,12 @@ def describe_run(run_dir: RunDir) -> dict:
             "dataset": (config.get("data") or {}).get("name") or (config.get("data") or {}).get("path"),
             "backend": (config.get("quantum") or {}).get("backend"),
             "train_layers": (config.get("embedding") or {}).get("train_layers", 0),
-            "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1_positive"), "started_at": started}
+            "test_accuracy": test.get("accuracy"), "test_f1": test.get(headline_f1(len(test.get("confusion") or [0, 0]))),
+            "started_at": started}
 
 
 def runs_table(rows: list[dict]) -> str:
+    """One line per run; F1: the positive class's with two classes, macro F1 with more."""
     lines = [f"{'run dir':<44} {'state':<10} {'dataset':<16} {'backend':<14} {'layers':>6} {'acc':>6} {'F1':>6}  started"]
     for row in rows:
         lines.append(f"{row['run_dir']:<44} {row['state']:<10} {str(row['dataset'])[-16:]:<16} "
@@ -52,7 +55,8 @@ def number(value) -> str:
 
 
 COMPARED = (("test accuracy", ("test", "accuracy")), ("test F1", ("test", "f1_positive")),
-            ("test F1 macro", ("test", "f1_macro")), ("logistic regression F1", ("classical_baseline", "f1_positive")),
+            ("test F1 macro", ("test", "f1_macro")),
+            ("test F1 weighted", ("test", "f1_weighted")), ("logistic regression F1", ("classical_baseline", "f1_positive")),
             ("best epoch", ("best", "epoch")), ("steps", ("timing", "steps")), ("train s", ("timing", "train_s")),
             ("jobs", ("quantum", "jobs")), ("circuits", ("quantum", "circuits")))
 

@@ -6,6 +6,9 @@
     SWEEP_DIR/tune/           Ray Tune's own experiment folders (its results and logs)
     SWEEP_DIR/sweep.json      every trial's status and test numbers, and per setting the mean, std,
                               min and max over seeds of the quantum head's and the baselines' scores
+    SWEEP_DIR/sweep.png       per setting, the quantum head's test F1 over seeds (mean ± std, each
+                              seed a dot) beside the two baselines'
+F1 is the positive class's with two classes and macro F1 with more (metrics.headline_f1).
 
 Settings are every combination of the `--grid` values, or `--samples M` of them drawn at random
 (a value may then also be a range: uniform(a,b), loguniform(a,b), randint(a,b)); each setting runs
@@ -35,12 +38,17 @@ from orchestrator.core.files import usable_folder, write_json_atomically, write_
 from orchestrator.pipeline import Check, Prepared, preflight, prepare, resolve, with_vectors
 from orchestrator.run_dir import RunDir, safe_name
 from orchestrator.runs import dig
+from orchestrator.training.metrics import headline_f1
 from orchestrator.training.phases import is_planned, train_run
 
 SPEC_FILE = "sweep.yaml"
 RESULTS_FILE = "sweep.json"
+CHART_FILE = "sweep.png"
 TUNE_DIR = "tune"
 RANGES = ("uniform", "loguniform", "randint")
+AGGREGATED = ("accuracy", "f1_positive", "f1_macro")
+CHARTED = (("quantum_head", "quantum head"), ("logistic_regression", "logistic regression"),
+           ("classical_head", "classical head (no circuit)"))
 SCORED = (("quantum_head", ("test",)), ("logistic_regression", ("classical_baseline", "logistic_regression")),
           ("classical_head", ("classical_baseline", "classical_head")))
 
@@ -231,6 +239,7 @@ def sweep_all(sweep_dir: Path, spec: dict, trials: list[Trial], checked: dict, c
     errors = run_trials(run_trial, payloads, sweep_dir / TUNE_DIR, cpus_per_trial, ray_address, progress)
     results = sweep_results(sweep_dir, spec, trials, errors)
     write_json_atomically(sweep_dir / RESULTS_FILE, results)
+    write_sweep_chart(results, sweep_dir / CHART_FILE)
     return results
 
 
@@ -277,8 +286,9 @@ def run_trial(payload: dict, report: Callable[[dict], None]) -> dict:
             run_dir.clear_but_lock()
         prepared = prepare(config, progress=False)
         summary = train_run(config, prepared, run_dir, progress=False, resume=resume, report_epoch=report)
-    return {"test_accuracy": summary["test"]["accuracy"], "test_f1": summary["test"]["f1_positive"],
-            "logistic_regression_f1": summary["classical_baseline"]["f1_positive"]}
+    f1 = headline_f1(len(summary["labels"]))
+    return {"test_accuracy": summary["test"]["accuracy"], "test_f1": summary["test"][f1],
+            "logistic_regression_f1": summary["classical_baseline"]["logistic_regression"][f1]}
 
 
 def sweep_results(sweep_dir: Path, spec: dict, trials: list[Trial], errors: dict[str, Optional[str]]) -> dict:
@@ -292,13 +302,15 @@ def sweep_results(sweep_dir: Path, spec: dict, trials: list[Trial], errors: dict
                      "config": to_dict(trial.config),
                      "test": summary["test"] if summary else None,
                      "classical_baseline": summary["classical_baseline"] if summary else None})
+    classes = {len(row["test"]["confusion"]) for row in rows if row["test"]}
     return {"sweep_dir": str(sweep_dir), "grid": spec["grid"], "samples": spec["samples"], "seeds": spec["seeds"],
-            "trials": rows, "settings": aggregate(rows)}
+            "f1": headline_f1(max(classes, default=2)), "trials": rows, "settings": aggregate(rows)}
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
     """Per setting (in the order first seen): over its finished trials, the mean, std (sample, n-1),
-    min and max of accuracy and F1 of the quantum head and of each baseline."""
+    min and max of accuracy, F1 of the positive class and macro F1 of the quantum head and of each
+    baseline, and the quantum head's scores seed by seed (`per_seed`, the chart's dots)."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append(row)
@@ -309,7 +321,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                  "seeds": [row["seed"] for row in done]}
         for name, path in SCORED:
             scores = [dig(row, path) for row in done]
-            entry[name] = {metric: stats([s[metric] for s in scores]) for metric in ("accuracy", "f1_positive")}
+            entry[name] = {metric: stats([s[metric] for s in scores if metric in s]) for metric in AGGREGATED}
+        entry["per_seed"] = [{"seed": row["seed"], **{m: row["test"].get(m) for m in AGGREGATED}} for row in done]
         settings.append(entry)
     return settings
 
@@ -321,18 +334,23 @@ def stats(values: list[float]) -> Optional[dict]:
             "min": min(values), "max": max(values), "n": len(values)}
 
 
+def setting_label(results: dict, entry: dict) -> str:
+    """'depth=2, lr=0.01': a setting by the last part of each grid key."""
+    return ", ".join(f"{key.split('.')[-1]}={entry['setting'][key]}" for key in results["grid"]) or "(config as given)"
+
+
 def sweep_table(results: dict) -> str:
     """The statistics as the terminal shows them: one line per setting, mean ± std (min) over seeds."""
-    keys = list(results["grid"])
-    head = f"{'setting':<36} {'seeds':>5}  {'quantum acc':>15}  {'quantum F1':>21}  {'logreg F1':>15}  {'classical head F1':>17}"
+    f1 = results.get("f1", "f1_positive")
+    word = "F1" if f1 == "f1_positive" else "macro F1"
+    head = (f"{'setting':<36} {'seeds':>5}  {'quantum acc':>15}  {'quantum ' + word:>21}  {'logreg ' + word:>15}  "
+            f"{'classical head ' + word:>17}")
     lines = [f"sweep {results['sweep_dir']}: {sum(t['status'] == 'finished' for t in results['trials'])} of "
              f"{len(results['trials'])} trials finished", head]
     for entry in results["settings"]:
-        shown = ", ".join(f"{key.split('.')[-1]}={entry['setting'][key]}" for key in keys) or "(config as given)"
         q, lr, ch = entry["quantum_head"], entry["logistic_regression"], entry["classical_head"]
-        lines.append(f"{shown[:36]:<36} {entry['finished']:>5}  {pm(q['accuracy']):>15}  "
-                     f"{pm(q['f1_positive']) + minimum(q['f1_positive']):>21}  {pm(lr['f1_positive']):>15}  "
-                     f"{pm(ch['f1_positive']):>17}")
+        lines.append(f"{setting_label(results, entry)[:36]:<36} {entry['finished']:>5}  {pm(q['accuracy']):>15}  "
+                     f"{pm(q[f1]) + minimum(q[f1]):>21}  {pm(lr[f1]):>15}  {pm(ch[f1]):>17}")
     failed = [t for t in results["trials"] if t["status"] != "finished"]
     for trial in failed:
         lines.append(f"{trial['status']}: {trial['name']}" + (f": {trial['error']}" if trial["error"] else ""))
@@ -345,3 +363,47 @@ def pm(s: Optional[dict]) -> str:
 
 def minimum(s: Optional[dict]) -> str:
     return "" if s is None else f" ({s['min']:.3f})"
+
+
+def write_sweep_chart(results: dict, target: Path) -> Optional[Path]:
+    """sweep.png: per setting, the quantum head's test F1 as mean ± std over seeds with each seed a
+    dot, and the logistic regression's and classical head's beside it; nothing without matplotlib
+    or without a finished trial."""
+    settings = [entry for entry in results["settings"] if entry["finished"]]
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not settings:
+        return None
+    import numpy as np
+
+    from orchestrator.training.report import save_figure
+
+    f1 = results.get("f1", "f1_positive")
+    n = len(settings)
+    figure, axes = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * n), 4.6))
+    x, width = np.arange(n), 0.26
+    for k, (name, label) in enumerate(CHARTED):
+        means = [entry[name][f1]["mean"] if entry[name][f1] else np.nan for entry in settings]
+        stds = [entry[name][f1]["std"] if entry[name][f1] else 0.0 for entry in settings]
+        axes.errorbar(x + (k - 1) * width, means, yerr=stds, fmt="o", markersize=7, capsize=5, label=label)
+    for i, entry in enumerate(settings):    # the quantum head's seeds, one dot each
+        values = [seed[f1] for seed in entry["per_seed"] if seed.get(f1) is not None]
+        axes.scatter(np.full(len(values), x[i] - width) + np.linspace(-0.05, 0.05, len(values)), values,
+                     s=12, color="black", alpha=0.45, zorder=3, label="quantum head, each seed" if i == 0 else None)
+    names = [setting_label(results, entry) for entry in settings]
+    rotate = n > 3 or max(map(len, names)) > 14
+    axes.set_xticks(x, names, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                    rotation_mode="anchor", fontsize=9)
+    axes.set_ylabel(f"test {'F1 (positive class)' if f1 == 'f1_positive' else 'macro F1'}")
+    seeds = max(entry["finished"] for entry in settings)
+    axes.set_title(f"sweep: test {'F1' if f1 == 'f1_positive' else 'macro F1'}, mean ± std over up to {seeds} seeds")
+    axes.grid(axis="y", alpha=0.3)
+    figure.legend(fontsize="small", loc="lower center", ncol=2, frameon=False)   # below the axes, off the dots
+    figure.tight_layout(rect=(0, 0.14, 1, 1))
+    save_figure(figure, target)
+    plt.close(figure)
+    return target

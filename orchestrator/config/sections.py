@@ -29,8 +29,10 @@ GradientName = Literal[(AUTO, *GRADIENT_METHODS)]
 TableGradientName = Literal[TABLE_GRADIENTS]
 DataFormat = Literal[("auto", *READERS)]
 
-SelectionMetric = Literal["f1_positive", "f1_macro", "accuracy"]
-SELECTION_METRICS = typing.get_args(SelectionMetric)
+# auto (the default): what the class count asks for (pipeline.resolve records it): f1_positive with two
+# classes, f1_macro with more (one class's F1 picks a poor 6-class model)
+SelectionMetric = Literal["auto", "f1_positive", "f1_macro", "accuracy"]
+SELECTION_METRICS = typing.get_args(SelectionMetric)[1:]   # the metrics themselves
 
 RETIRED_CHANNEL = "ibm_quantum"
 RETIRED_CHANNEL_TEXT = ("config: runtime.channel 'ibm_quantum' was retired by IBM on 1 July 2025; use "
@@ -68,9 +70,12 @@ class DataConfig(ConfigSection):
 
     # sms_spam_sample ships with the project; sms_spam (the full UCI collection) is downloaded, checked, cached
     name: Optional[Text] = Field("sms_spam_sample", description="a named dataset: sms_spam_sample or sms_spam")
-    path: Optional[Text] = Field(None, description="a local file; wins over name, which then only labels the run")
-    format: DataFormat = Field("auto", description="file format")
-    text_column: Text = Field("text", description="column (csv, tsv) or field (jsonl) holding the text")
+    path: Optional[Text] = Field(None, description="a local file, a Hugging Face datasets folder (save_to_disk) or "
+                                                   "hf:NAME[:SPLIT] (a hub id or a folder; split default train); "
+                                                   "wins over name, which then only labels the run")
+    format: DataFormat = Field("auto", description="file format; auto: by extension (.parquet), a saved "
+                                                   "datasets folder or an hf: id is hf")
+    text_column: Text = Field("text", description="column (csv, tsv, parquet, hf) or field (jsonl) holding the text")
     label_column: Text = Field("label", description="column or field holding the label")
     labels: Optional[list[Text]] = Field(None, description="raw label values in class-index order; "
                                                            "empty: the sorted unique values")
@@ -235,8 +240,9 @@ class TrainConfig(ConfigSection):
     seed: Int = Field(0, description="seeds initial weights and batch order")
     patience: Int = Field(12, ge=1, description="stop after this many epochs without a better validation metric "
                                                 "(12: no early stop; the best epochs come late, as the cosine anneals)")
-    select_metric: SelectionMetric = Field("f1_positive", description="validation metric that picks the "
-                                                                      "best checkpoint")
+    select_metric: SelectionMetric = Field(
+        "auto", description="validation metric that picks the best checkpoint; auto: f1_positive with two classes, "
+                            "f1_macro with more")
     checkpoint_every: Int = Field(100, ge=0, description="also checkpoint every N steps (0: at epoch ends only)")
     max_steps: Optional[Int] = Field(None, ge=0, description="stop after this many training steps (then validate; "
                                                              "0: evaluate only); empty: train.epochs decide")

@@ -1,7 +1,8 @@
 """Datasets: a labelled file (or a named dataset) read, checked and hashed into a Dataset.
 
-Loading turns a UCI SMS file (`label<TAB>text`), a CSV/TSV with a header, or JSON lines
-(readers.py) into a `Dataset`: texts in file order, integer class labels, and the line each row
+Loading turns a UCI SMS file (`label<TAB>text`), a CSV/TSV with a header, JSON lines, a
+Parquet file or a Hugging Face dataset (a save_to_disk folder, hf:<name>[:<split>]; readers.py)
+into a `Dataset`: texts in file order, integer class labels, and the line each row
 came from, so every complaint about the file can point at it. Anything wrong with the file is a
 `UserError` that names the problem and the file, raised before anything else happens.
 """
@@ -22,7 +23,8 @@ import numpy as np
 from orchestrator.config import DataConfig, default_cache_dir
 from orchestrator.core.errors import UserError
 from orchestrator.core.files import write_bytes_atomically
-from orchestrator.data.readers import Columns, Record, detect_format, read_records
+from orchestrator.data.readers import (HF_PREFIX, TABLE_FORMATS, Columns, Record, detect_format,
+                                       detect_table_format, read_records, split_hf_path)
 
 MAX_LISTED_ROWS = 10
 
@@ -55,7 +57,7 @@ class Dataset:
     labels: np.ndarray          # int64 class indices, shape (n,)
     label_names: list[str]      # class index -> raw label value as a string
     positive_label: str         # the class F1 is reported for
-    source: str                 # absolute path of the file it came from
+    source: str                 # absolute path of the file it came from (hf:<name>[:<split>] as given)
     row_numbers: list[int]      # 1-based line in the source file where each kept row starts
     dropped_empty: int = 0      # empty texts dropped (drop_empty=True)
     format: str = "uci"         # the format the file was read as (never 'auto')
@@ -82,21 +84,26 @@ def load_dataset(cfg: DataConfig, min_classes: int = 2) -> Dataset:
     Training needs `min_classes=2`; scoring a trained model may take a file of one class."""
     file, fmt = resolve_source(cfg)
     limit, drop_empty = cfg.limit, cfg.drop_empty
+    columns = Columns(cfg.text_column, cfg.label_column)
 
-    text = read_utf8(file)
-    if not text.strip():
-        raise UserError(f"data file is empty: {file}")
-    if fmt == "auto":
-        fmt = detect_format(file, text, Columns(cfg.text_column, cfg.label_column))
-    records = list(islice(read_records(text, fmt, file, Columns(cfg.text_column, cfg.label_column)), limit))
+    fmt = table_format(file, fmt)
+    text = None
+    if fmt not in TABLE_FORMATS:   # a text format: the file's text, decoded here
+        text = read_utf8(file)
+        if not text.strip():
+            raise UserError(f"data file is empty: {file}")
+        if fmt == "auto":
+            fmt = detect_format(file, text, columns)
+    records = list(islice(read_records(text, fmt, file, columns), limit))
     if not records:
         raise UserError(f"data file {file} holds no rows")
 
-    records, dropped = handle_empty_texts(records, drop_empty, file)
+    unit = "row" if fmt in TABLE_FORMATS else "line"
+    records, dropped = handle_empty_texts(records, drop_empty, file, unit)
     if not records:
         raise UserError(f"data file {file} has no rows left after dropping {dropped} empty texts")
-    check_label_cells(records, file)
-    label_names = class_names(records, cfg.labels, file)
+    check_label_cells(records, file, unit)
+    label_names = class_names(records, cfg.labels, file, unit)
     index = {name: i for i, name in enumerate(label_names)}
     labels = np.array([index[r.label] for r in records], dtype=np.int64)
     counts = np.bincount(labels, minlength=len(label_names))
@@ -109,17 +116,46 @@ def load_dataset(cfg: DataConfig, min_classes: int = 2) -> Dataset:
         labels=labels,
         label_names=label_names,
         positive_label=choose_positive_label(label_names, counts, cfg.positive_label, file),
-        source=os.path.abspath(file),
+        source=absolute_source(file, fmt),
         row_numbers=[r.line for r in records],
         dropped_empty=dropped,
         format=fmt,
     )
 
 
+def table_format(path: str, fmt: str) -> str:
+    """`fmt`, with `auto` made parquet or hf where the path alone tells (detect_table_format); an
+    hf: id is read as hf whatever else was asked."""
+    told = detect_table_format(path)
+    if path.startswith(HF_PREFIX) and fmt not in ("auto", "hf"):
+        raise UserError(f"data path {path} is a Hugging Face dataset id; data.format must be auto or hf, not {fmt}")
+    return told if fmt == "auto" and told else fmt
+
+
+def absolute_source(path: str, fmt: str) -> str:
+    """Where the rows came from, so that it reads the same from any folder: an absolute path, or
+    for hf:<folder>[:<split>] the folder made absolute (a hub id is kept as it is)."""
+    if not path.startswith(HF_PREFIX):
+        return os.path.abspath(path)
+    target, split = split_hf_path(path)
+    if Path(target).expanduser().is_dir():
+        target = os.path.abspath(Path(target).expanduser())
+    return HF_PREFIX + target + (f":{split}" if split else "")
+
+
+def format_for_other_file(run_format: str, path: str) -> str:
+    """The format to read `path` in when a run trained on `run_format` data scores it (eval
+    --data): the run's, unless either is a table format (parquet, hf): then what `path` is."""
+    if run_format in TABLE_FORMATS or detect_table_format(path) is not None:
+        return "auto"
+    return run_format
+
+
 def resolve_source(cfg: DataConfig) -> tuple[str, str]:
     """The file to read and its format: cfg.path wins over cfg.name."""
     if cfg.path:
-        return os.path.expanduser(cfg.path), cfg.format
+        path = cfg.path if cfg.path.startswith(HF_PREFIX) else os.path.expanduser(cfg.path)
+        return path, cfg.format
     if cfg.name in PACKAGED_DATASETS:
         file_name, fmt = PACKAGED_DATASETS[cfg.name]
         return str(Path(__file__).resolve().parents[1] / "datasets" / file_name), fmt
@@ -134,7 +170,8 @@ def read_utf8(path: str) -> str:
     """The file's text, decoded as UTF-8 (a leading BOM is dropped)."""
     p = Path(path)
     if p.is_dir():
-        raise UserError(f"data path is a directory, not a file: {path}")
+        raise UserError(f"data path is a directory, not a file: {path} (a Hugging Face datasets folder "
+                        f"holds state.json or dataset_dict.json, written by save_to_disk)")
     if not p.is_file():
         raise UserError(f"data file not found: {path}")
     try:
@@ -151,24 +188,25 @@ def read_utf8(path: str) -> str:
                         f"{offset} (line {line}); re-save it as UTF-8")
 
 
-def handle_empty_texts(records: list[Record], drop_empty: bool, path: str) -> tuple[list[Record], int]:
+def handle_empty_texts(records: list[Record], drop_empty: bool, path: str,
+                       unit: str = "line") -> tuple[list[Record], int]:
     """Refuse empty texts, or drop them when asked; returns the kept records and the count dropped."""
     empty = [r.line for r in records if not r.text.strip()]
     if not empty:
         return records, 0
     if not drop_empty:
-        raise UserError(f"data file {path} has {len(empty)} empty text(s) on {line_list(empty)}; "
+        raise UserError(f"data file {path} has {len(empty)} empty text(s) on {line_list(empty, unit)}; "
                         f"pass --drop-empty to drop them")
     return [r for r in records if r.text.strip()], len(empty)
 
 
-def check_label_cells(records: list[Record], path: str) -> None:
+def check_label_cells(records: list[Record], path: str, unit: str = "line") -> None:
     empty = [r.line for r in records if not r.label]
     if empty:
-        raise UserError(f"data file {path} has {len(empty)} empty label(s) on {line_list(empty)}")
+        raise UserError(f"data file {path} has {len(empty)} empty label(s) on {line_list(empty, unit)}")
 
 
-def class_names(records: list[Record], allowed: list | None, path: str) -> list[str]:
+def class_names(records: list[Record], allowed: list | None, path: str, unit: str = "line") -> list[str]:
     """Class index -> label: the configured list, or the sorted distinct labels in the file."""
     if allowed is None:
         return sorted({r.label for r in records}, key=label_sort_key)
@@ -180,7 +218,7 @@ def class_names(records: list[Record], allowed: list | None, path: str) -> list[
     for value in sorted({r.label for r in records} - known, key=label_sort_key):
         lines = [r.line for r in records if r.label == value]
         raise UserError(f"data file {path} has label {value!r}, which is not in data.labels "
-                        f"({', '.join(map(repr, names))}), on {line_list(lines)}")
+                        f"({', '.join(map(repr, names))}), on {line_list(lines, unit)}")
     return names
 
 
@@ -205,11 +243,11 @@ def choose_positive_label(names: list[str], counts: np.ndarray, wanted: str | No
     return names[int(present[counts[present] == fewest][-1])]
 
 
-def line_list(lines: list[int]) -> str:
-    """'line 4' / 'lines 4, 9, 12' / 'lines 1, ..., 10 and 7 more'."""
+def line_list(lines: list[int], unit: str = "line") -> str:
+    """'line 4' / 'lines 4, 9, 12' / 'lines 1, ..., 10 and 7 more' (unit 'row': 'row 4', ...)."""
     shown = ", ".join(str(n) for n in lines[:MAX_LISTED_ROWS])
     more = len(lines) - MAX_LISTED_ROWS
-    word = "line" if len(lines) == 1 else "lines"
+    word = unit if len(lines) == 1 else unit + "s"
     return f"{word} {shown}" + (f" and {more} more" if more > 0 else "")
 
 

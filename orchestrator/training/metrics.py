@@ -5,7 +5,7 @@ A precision, recall or F1 whose denominator is zero is 0.0 (as scikit-learn's ze
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,6 +50,32 @@ def f1_macro(confusion: np.ndarray) -> float:
     return float(f1_per_class(confusion).mean())
 
 
+def support_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Rows whose true class is each class."""
+    return confusion.sum(axis=1)
+
+
+def f1_weighted(confusion: np.ndarray) -> float:
+    """Per-class F1 weighted by each class's true rows (scikit-learn's average="weighted")."""
+    support = support_per_class(confusion)
+    return float(np.dot(f1_per_class(confusion), support) / support.sum()) if support.sum() else 0.0
+
+
+AUTO = "auto"   # train.select_metric's default: f1_positive with two classes, f1_macro with more
+
+
+def selection_metric(name: str, n_classes: int) -> str:
+    """The metric `name` picks the best checkpoint by: itself, or what 'auto' means for `n_classes`."""
+    if name != AUTO:
+        return name
+    return "f1_positive" if n_classes <= 2 else "f1_macro"
+
+
+def headline_f1(n_classes: int) -> str:
+    """The F1 a table leads with: the positive class's with two classes, macro F1 with more."""
+    return selection_metric(AUTO, n_classes)
+
+
 @dataclass(frozen=True)
 class Scores:
     accuracy: float
@@ -59,9 +85,21 @@ class Scores:
     recall: list[float]
     f1: list[float]
     confusion: list[list[int]]
+    f1_weighted: float = 0.0    # per-class F1 weighted by support
+    support: list[int] = field(default_factory=list)   # true rows per class
 
     def metric(self, name: str) -> float:
-        return float(getattr(self, name))
+        return float(getattr(self, selection_metric(name, len(self.f1))))
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.f1)
+
+    def per_class(self, label_names: list[str]) -> dict[str, dict]:
+        """{class name: precision, recall, f1, support}, in class-index order."""
+        return {name: {"precision": self.precision[i], "recall": self.recall[i], "f1": self.f1[i],
+                       "support": int(self.support[i]) if self.support else 0}
+                for i, name in enumerate(label_names)}
 
 
 def score(y_true, y_pred, n_classes: int, positive: int) -> Scores:
@@ -70,4 +108,5 @@ def score(y_true, y_pred, n_classes: int, positive: int) -> Scores:
     f1 = f1_per_class(confusion)
     return Scores(accuracy=accuracy(confusion), f1_positive=float(f1[positive]), f1_macro=float(f1.mean()),
                   precision=precision_per_class(confusion).tolist(), recall=recall_per_class(confusion).tolist(),
-                  f1=f1.tolist(), confusion=confusion.tolist())
+                  f1=f1.tolist(), confusion=confusion.tolist(), f1_weighted=f1_weighted(confusion),
+                  support=support_per_class(confusion).tolist())

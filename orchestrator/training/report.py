@@ -48,10 +48,10 @@ def summary(config: Config, dataset: Dataset, split: Split, state: TrainState, t
         "backend": config.quantum.backend,
         "n_qubits": config.quantum.n_qubits,
         "depth": config.quantum.depth,
-        "test": {"accuracy": test.accuracy, "f1_positive": test.f1_positive,
-                 "f1_macro": test.f1_macro, "confusion": test.confusion},
+        "test": brief(test, dataset.label_names),
         "classical_baseline": {"accuracy": logistic.accuracy, "f1_positive": logistic.f1_positive,
-                               **{name: brief(scores) for name, scores in baselines.items()}},
+                               "f1_macro": logistic.f1_macro,
+                               **{name: brief(scores, dataset.label_names) for name, scores in baselines.items()}},
         "quantum": quantum,
         "timing": {"embed_s": embed["seconds"], "train_s": train_seconds, "steps": state.step,
                    "step_s_median": statistics.median(state.step_seconds) if state.step_seconds else 0.0,
@@ -94,9 +94,14 @@ def write_report(run_dir: RunDir, summary_: dict, history: list[dict], test: Sco
     write_plots(run_dir, history, test, label_names, summary_["best"])
 
 
-def brief(scores: Scores) -> dict:
-    return {"accuracy": scores.accuracy, "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro,
-            "confusion": scores.confusion}
+def brief(scores: Scores, label_names: list[str] | None = None) -> dict:
+    """A scores block of summary.json: accuracy, F1 of the positive class, macro and weighted F1, the
+    confusion and, given the class names, each class's precision, recall, F1 and support."""
+    block = {"accuracy": scores.accuracy, "f1_positive": scores.f1_positive, "f1_macro": scores.f1_macro,
+             "f1_weighted": scores.f1_weighted, "confusion": scores.confusion}
+    if label_names is not None:
+        block["per_class"] = scores.per_class(list(label_names))
+    return block
 
 
 SELECTION_COLUMNS = {"f1_positive": ("val_f1", "validation F1 (positive class)"),
@@ -106,7 +111,8 @@ SELECTION_COLUMNS = {"f1_positive": ("val_f1", "validation F1 (positive class)")
 def write_plots(run_dir: Path, history: list[dict], test: Scores, label_names: list[str],
                 best: dict | None = None) -> list[Path]:
     """loss.png, accuracy.png (train / validation per epoch, the metric that picks the best model and
-    the best epoch marked) and confusion.png (test); none without matplotlib."""
+    the best epoch marked), confusion.png and per_class.png (test: each class's precision, recall and F1,
+    macro and weighted F1); none without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -135,21 +141,59 @@ def write_plots(run_dir: Path, history: list[dict], test: Scores, label_names: l
         written.append(save_figure(figure, run_dir / f"{name}.png"))
         plt.close(figure)
     written.append(confusion_figure(plt, np.array(test.confusion), label_names, run_dir / "confusion.png"))
+    written.append(per_class_figure(plt, test, label_names, run_dir / "per_class.png"))
     return written
 
 
+def short_label(name: str, limit: int = 24) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
 def confusion_figure(plt, confusion: np.ndarray, label_names: list[str], target: Path) -> Path:
-    """The test confusion matrix, each count large and in a colour that reads on its cell."""
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    """The test confusion matrix, each count large and in a colour that reads on its cell; the figure
+    grows with the classes, the counts and labels shrink (10 classes read as well as 2)."""
+    n = len(label_names)
+    side = max(4.5, 2.5 + 0.62 * n)
+    figure, axes = plt.subplots(figsize=(side, side - 0.5))     # 4.5 x 4 up to 3 classes, as before
     axes.imshow(confusion, cmap="Blues")
+    count_size = 14 if n <= 4 else max(8, 17 - n)
     for (i, j), count in np.ndenumerate(confusion):
         dark = count > confusion.max() / 2
-        axes.text(j, i, str(count), ha="center", va="center", fontsize=14, color="white" if dark else "black")
-    axes.set_xticks(range(len(label_names)), label_names)
-    axes.set_yticks(range(len(label_names)), label_names)
+        axes.text(j, i, str(count), ha="center", va="center", fontsize=count_size, color="white" if dark else "black")
+    names = [short_label(name) for name in label_names]
+    label_size = 10 if n <= 6 else 8
+    rotate = n > 3 or max(map(len, names), default=0) > 8
+    axes.set_xticks(range(n), names, fontsize=label_size, rotation=45 if rotate else 0,
+                    ha="right" if rotate else "center", rotation_mode="anchor")
+    axes.set_yticks(range(n), names, fontsize=label_size)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title(f"test confusion ({int(confusion.sum())} rows)")
+    figure.tight_layout()
+    save_figure(figure, target)
+    plt.close(figure)
+    return target
+
+
+def per_class_figure(plt, test: Scores, label_names: list[str], target: Path) -> Path:
+    """Each class's test precision, recall and F1 as bars, macro and weighted F1 as lines."""
+    n = len(label_names)
+    figure, axes = plt.subplots(figsize=(max(5.5, 1.5 + 0.75 * n), 3.8))
+    x, width = np.arange(n), 0.27
+    for k, (name, values) in enumerate((("precision", test.precision), ("recall", test.recall), ("F1", test.f1))):
+        axes.bar(x + (k - 1) * width, values, width, label=name)
+    axes.axhline(test.f1_macro, color="black", linestyle="--", linewidth=1, label=f"macro F1 {test.f1_macro:.3f}")
+    axes.axhline(test.f1_weighted, color="grey", linestyle=":", linewidth=1.2,
+                 label=f"weighted F1 {test.f1_weighted:.3f}")
+    names = [short_label(name) for name in label_names]
+    rotate = n > 4 or max(map(len, names), default=0) > 10
+    axes.set_xticks(x, names, fontsize=10 if n <= 6 else 8, rotation=45 if rotate else 0,
+                    ha="right" if rotate else "center", rotation_mode="anchor")
+    axes.set_ylim(0, 1.3)            # room for the legend above the bars
+    axes.set_yticks(np.linspace(0, 1, 6))
+    axes.set_ylabel("test")
+    axes.set_title(f"per class, test split (accuracy {test.accuracy:.3f})")
+    axes.legend(fontsize="small", loc="upper center", ncol=5, frameon=False)
     figure.tight_layout()
     save_figure(figure, target)
     plt.close(figure)
@@ -169,8 +213,14 @@ def report_table(summary: dict, run_dir: Path) -> str:
     rows += [("logistic regression", summary["classical_baseline"]["logistic_regression"]),
              ("classical head (no circuit)", summary["classical_baseline"]["classical_head"])]
     width = max(28, *(len(name) for name, _ in rows))
-    lines = [f"{'test split':<{width}} {'accuracy':>8} {'F1 ' + summary['positive_label']:>10} {'F1 macro':>9}"]
-    lines += [f"{name:<{width}} {s['accuracy']:>8.3f} {s['f1_positive']:>10.3f} {s['f1_macro']:>9.3f}" for name, s in rows]
+    if len(summary["labels"]) <= 2:
+        lines = [f"{'test split':<{width}} {'accuracy':>8} {'F1 ' + summary['positive_label']:>10} {'F1 macro':>9}"]
+        lines += [f"{name:<{width}} {s['accuracy']:>8.3f} {s['f1_positive']:>10.3f} {s['f1_macro']:>9.3f}"
+                  for name, s in rows]
+    else:      # one class's F1 says little among many: accuracy and macro F1 lead
+        lines = [f"{'test split':<{width}} {'accuracy':>8} {'F1 macro':>9} {'F1 weighted':>12}"]
+        lines += [f"{name:<{width}} {s['accuracy']:>8.3f} {s['f1_macro']:>9.3f} {weighted(s):>12}" for name, s in rows]
+    lines += per_class_lines(summary["test"], width)
     q, timing = summary["quantum"], summary["timing"]
     where = "device phase" if "phases" in summary else "quantum"
     lines.append(f"{where}: {q['jobs']} jobs, {q['circuits']} circuits; {timing['steps']} steps in all "
@@ -188,6 +238,20 @@ def report_table(summary: dict, run_dir: Path) -> str:
         lines.append(f"QPU: {', '.join(spent) or 'none'}")
     lines.append(f"run dir: {run_dir}")
     return "\n".join(lines)
+
+
+def weighted(scores: dict) -> str:
+    return f"{scores['f1_weighted']:.3f}" if "f1_weighted" in scores else "-"
+
+
+def per_class_lines(test: dict, width: int) -> list[str]:
+    """The quantum head's test precision, recall, F1 and support per class (none in an older summary)."""
+    if "per_class" not in test:
+        return []
+    lines = [f"{'per class (quantum head)':<{width}} {'precision':>9} {'recall':>7} {'F1':>6} {'rows':>6}"]
+    lines += [f"{name:<{width}} {c['precision']:>9.3f} {c['recall']:>7.3f} {c['f1']:>6.3f} {c['support']:>6}"
+              for name, c in test["per_class"].items()]
+    return lines
 
 
 def qpu_spent(quantum: dict) -> str:

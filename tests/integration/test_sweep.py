@@ -72,6 +72,18 @@ def test_statistics_over_seeds_are_those_of_the_trials(three_seeds):
             assert (got["min"], got["max"], got["n"]) == (min(values), max(values), 3)
 
 
+def test_the_chart_shows_every_seed_and_the_baselines(three_seeds):
+    sweep_dir, _ = three_seeds
+    results = json.loads((sweep_dir / "sweep.json").read_text())
+    assert results["f1"] == "f1_positive"     # two classes: the positive class's F1 leads
+    [setting] = results["settings"]
+    assert [(s["seed"], s["f1_positive"], s["f1_macro"]) for s in setting["per_seed"]] == [
+        (t["seed"], t["test"]["f1_positive"], t["test"]["f1_macro"]) for t in results["trials"]]
+    assert setting["quantum_head"]["f1_macro"]["n"] == 3
+    chart = (sweep_dir / "sweep.png").read_bytes()
+    assert chart.startswith(b"\x89PNG\r\n\x1a\n") and len(chart) > 5000
+
+
 def test_the_table_shows_mean_std_and_minimum(three_seeds):
     sweep_dir, _ = three_seeds
     results = json.loads((sweep_dir / "sweep.json").read_text())

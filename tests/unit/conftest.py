@@ -27,6 +27,9 @@ ALLOWED_PROGRAMS = {
     # platform.processor() runs `uname -p`; h5py's and mlflow's imports call it (cached after the
     # first call in a process, so this happens only when such an import comes first in a test)
     "uname",
+    # matplotlib's font manager asks fontconfig for the system's fonts once per machine, when it
+    # builds its font cache (~/.cache/matplotlib); the first plot of a fresh machine does it
+    "fc-list",
 }
 # A recording of a whole run (every Popen, fork, posix_spawn and listen of the test process) found
 # nothing else under the unit tests: torch and transformers (tiny BERT, MiniLM), qiskit, qiskit-aer

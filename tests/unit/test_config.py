@@ -109,7 +109,7 @@ def test_defaults():
     assert config.runtime.execution_mode == "auto" and config.runtime.default_shots == 1024
     assert config.train.lr == 0.003 and config.train.weight_decay == 0.5 and config.train.epochs == 12
     assert config.train.class_weights == "none" and config.train.patience == 12 and config.train.trackers == ["tensorboard"]
-    assert config.train.select_metric == SELECTION_METRICS[0] == "f1_positive"
+    assert config.train.select_metric == "auto" and SELECTION_METRICS[0] == "f1_positive"
 
 
 def test_cache_dir_default_follows_the_environment(monkeypatch, tmp_path):
@@ -224,7 +224,7 @@ def test_a_section_must_be_a_mapping(tmp_path):
     ("runtime.resilience_level=3", "config: runtime.resilience_level must be one of empty, 0, 1, 2, not 3"),
     ("runtime.resilience_level=true", "config: runtime.resilience_level must be one of empty, 0, 1, 2, not True"),
     ("runtime.execution_mode=", "config: runtime.execution_mode must not be empty"),
-    ("train.select_metric=loss", "config: train.select_metric must be one of f1_positive, f1_macro, accuracy, "
+    ("train.select_metric=loss", "config: train.select_metric must be one of auto, f1_positive, f1_macro, accuracy, "
                                  "not 'loss'"),
 ])
 def test_choices(override, message):
@@ -357,4 +357,4 @@ def test_the_choices_the_config_offers_are_the_names_of_what_exists():
     assert offered(HardwareConfig, "gradient") == tuple(
         name for name, method in GRADIENT_METHODS.items() if not method.needs_exact_simulator)
     assert typing.get_args(offered(QuantumConfig, "observables")[0]) == OBSERVABLE_SETS
-    assert offered(DataConfig, "format") == ("auto", *READERS) == ("auto", "uci", "csv", "tsv", "jsonl")
+    assert offered(DataConfig, "format") == ("auto", *READERS) == ("auto", "uci", "csv", "tsv", "jsonl", "parquet", "hf")

@@ -119,8 +119,8 @@ def test_auto_format(tmp_path, name, content, expected):
 
 
 def test_auto_format_refuses_unknown_extension(tmp_path):
-    message = load_error(write(tmp_path, "data.parquet", "x"))
-    assert "data.format" in message and "data.parquet" in message
+    message = load_error(write(tmp_path, "data.xlsx", "x"))
+    assert "data.format" in message and "data.xlsx" in message
 
 
 def test_explicit_format_beats_extension(tmp_path):
