@@ -15,11 +15,13 @@ def first_line(error: BaseException, limit: int | None = None) -> str:
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input from the user (file, config, label, model, backend).
 
     The CLI prints `error: <message>` on one line and exits with code 2. Raise it before
-    anything is written, so a failed command leaves no half-written cache or run dir.
+    anything is written, so a failed command leaves no half-written cache or run dir. A
+    ValueError, so that Python callers (orchestrator.HybridTextClassifier, scikit-learn's
+    checks) can catch it as the bad argument it is.
     """
 
 

@@ -5,9 +5,10 @@ epoch 3"), `log.warning` for what went differently than asked. The CLI calls
 `show_messages_on_stderr()` once: info lines then appear on stderr as they are, warnings as
 `warning: ...`. A program that imports the packages decides for itself where they go.
 
-`progress(...)` is the progress display: a tqdm bar on a terminal; anywhere else (`ray job logs`,
-CI, a file) one plain line every ORCHESTRATOR_PROGRESS_S seconds (30) and one at the end, never
-the dozens of carriage-return redraws a bar leaves in a log.
+`progress(...)` is the progress display: a tqdm bar on a terminal; in a Jupyter notebook (an
+IPython kernel) tqdm.auto's widget bar; anywhere else (`ray job logs`, CI, a file) one plain line
+every ORCHESTRATOR_PROGRESS_S seconds (30) and one at the end, never the dozens of
+carriage-return redraws a bar leaves in a log.
 """
 from __future__ import annotations
 
@@ -45,14 +46,34 @@ def show_messages_on_stderr(level: int = logging.INFO) -> None:
 
 def progress(iterable: Optional[Iterable] = None, *, total: int, initial: int = 0, desc: str, unit: str,
              enabled: bool = True):
-    """A tqdm bar when stderr is a terminal, else PlainProgress (same calls: iterate, update,
-    set_postfix, close); nothing at all when not `enabled`."""
+    """A tqdm bar when stderr is a terminal, tqdm.auto's notebook bar under an IPython kernel
+    (when ipywidgets can draw it), else PlainProgress (same calls: iterate, update, set_postfix,
+    close); nothing at all when not `enabled`."""
+    if enabled and in_notebook():
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, smoothing=0.1)
     if enabled and sys.stderr.isatty():
         from tqdm import tqdm
 
         return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
                     dynamic_ncols=True, smoothing=0.1)
     return PlainProgress(iterable, total=total, initial=initial, desc=desc, unit=unit, enabled=enabled)
+
+
+def in_notebook() -> bool:
+    """Whether this process is an IPython kernel (Jupyter) whose frontend can draw tqdm.auto's
+    widget bar: IPython already imported with a kernel, and ipywidgets installed (without it,
+    tqdm.auto's bar fails; plain lines then)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or not hasattr(ipython, "get_ipython"):
+        return False
+    shell = ipython.get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 class PlainProgress:

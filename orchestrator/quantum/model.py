@@ -70,7 +70,19 @@ def quantum_layer(angles: torch.Tensor, weights: torch.Tensor,
 
 
 class HybridHead(nn.Module):
-    """Linear(F -> Q) -> tanh * pi/2 -> QuantumLayer -> Linear(Q -> C)."""
+    """Linear(F -> Q) -> tanh * pi/2 -> QuantumLayer -> Linear(Q -> C): a torch.nn.Module.
+
+    It drops into any model and training loop: its input is (batch, F) float features (standardise
+    them: the pre-net's tanh saturates on large inputs), its output (batch, C) logits for
+    `nn.CrossEntropyLoss`; `loss.backward()` reaches the pre-net, the circuit's weights
+    (`quantum_weights`, float64) and the post-net, by autograd's statevector on an exact simulator
+    or one parameter-shift job per forward pass elsewhere. Build it on a backend in one call:
+
+        head = HybridHead.on_backend(n_features=384, n_classes=2, backend="aer_simulator", n_qubits=4, depth=2)
+        logits = head(features)            # features: torch.float32 (batch, 384)
+
+    The constructor takes a ready CircuitRunner (orchestrator.quantum.backends.make_runner(config)).
+    """
 
     def __init__(self, n_features: int, n_classes: int, runner: CircuitRunner,
                  weight_init_std: float = 0.01) -> None:
@@ -80,6 +92,24 @@ class HybridHead(nn.Module):
         self.pre = nn.Linear(n_features, spec.n_qubits)
         self.quantum_weights = nn.Parameter(weight_init_std * torch.randn(spec.n_weights, dtype=torch.float64))
         self.post = nn.Linear(spec.n_observables, n_classes)
+
+    @classmethod
+    def on_backend(cls, n_features: int, n_classes: int, backend: str = "aer_simulator", n_qubits: int = 4,
+                   depth: int = 6, seed: int = 0, weight_init_std: float = 0.01, **quantum_keys) -> "HybridHead":
+        """A head whose circuit runs on `backend` (aer_simulator, fake_<device>, ibm_<device>): the
+        config's quantum section from these arguments and `quantum_keys` (any other key of it:
+        encoding, entangler, observables, shots, gradient, ...), checked as a config file is (a bad
+        name or value is an orchestrator.UserError), then the circuit runner. `seed` seeds the
+        gradient method (SPSA's draws); seed torch yourself for the initial weights. Nothing runs
+        until the first forward pass; on a device, every forward pass is a job (no job journal)."""
+        from orchestrator.config import derive, load_config
+        from orchestrator.quantum.backends import check_backend, make_runner
+
+        changes = {"quantum.backend": backend, "quantum.n_qubits": n_qubits, "quantum.depth": depth,
+                   "train.seed": seed, **{f"quantum.{key}": value for key, value in quantum_keys.items()}}
+        config = derive(load_config(), changes)
+        check_backend(config)
+        return cls(n_features, n_classes, make_runner(config), weight_init_std=weight_init_std)
 
     @property
     def spec(self) -> QuantumSpec:
