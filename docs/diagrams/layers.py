@@ -18,7 +18,8 @@ DOCS = Path(__file__).resolve().parents[1]
 
 # (layer, modules, the seams it offers), top to bottom: what `orchestrate` walks down through
 LAYERS = [
-    ("orchestrator.cli", "cli.py", "argument parsing; one line, exit 2 / 75 / 130"),
+    ("orchestrator.cli · orchestrator (the Python API)", "cli.py  api.py  __init__.py",
+     "argument parsing; one line, exit 2 / 75 / 130 · HybridTextClassifier: a scikit-learn estimator"),
     ("orchestrator.pipeline · runs · inference · sweep", "pipeline.py  runs.py  inference.py  sweep.py",
      "preflight(config, needs) · prepare · resolve (the final config) · eval / predict · sweeps"),
     ("orchestrator.training", "loop.py  model.py  encoder.py  phases.py  state.py  report.py ...",

@@ -9,6 +9,11 @@ REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
+def test_the_readme_stays_a_short_read():
+    """The README is what a newcomer reads in ten minutes; reference material lives in docs/."""
+    assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) < 300
+
+
 def slug(header: str) -> str:
     """GitHub's anchor of a header: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", header.strip().lower()).replace(" ", "-")
@@ -35,9 +40,9 @@ def test_every_link_leads_somewhere(document):
 def test_readme_opens_with_contents_and_the_two_commands():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     headers = re.findall(r"^## (.+)$", re.sub(r"```.*?```", "", text, flags=re.S), flags=re.M)
-    assert headers[:2] == ["Quick start", "User guide"]
+    assert headers[:2] == ["Quick start", "Python"]
     assert "**Contents:**" in text.split("## Quick start")[0]
-    quick_start = text.split("## Quick start")[1].split("## User guide")[0]
+    quick_start = text.split("## Quick start")[1].split("## Python")[0]
     assert "pip install torch==2.13.0 -e . && orchestrate run" in quick_start
     assert "pip install -e '.[test]' && python -m pytest -q" in quick_start
 
